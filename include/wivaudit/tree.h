@@ -1,0 +1,77 @@
+/* The tree DESIGN.md describes, built lazily from listings and split
+ * objects: /org/yyyy/mm/dd/type/event.json. Paths are absolute, as FUSE
+ * gives them. Functions return 0 or a positive errno. */
+#ifndef WIVAUDIT_TREE_H
+#define WIVAUDIT_TREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "wivaudit/cache.h"
+#include "wivaudit/source.h"
+#include "wivaudit/split.h"
+
+struct wiv_tree_config {
+	struct wiv_source *source; /* borrowed */
+	struct wiv_cache *cache;   /* borrowed */
+	const char *prefix;        /* key prefix, "" or ending in '/' */
+	enum wiv_layout layout;
+	int64_t window_s;
+	unsigned list_ttl_s;
+	unsigned parallel;         /* concurrent object downloads */
+};
+
+struct wiv_node_attr {
+	bool is_dir;
+	uint64_t ino;     /* stable: derived from the path */
+	uint64_t size;    /* exact for event files */
+	int64_t mtime_s;
+	unsigned nlink;
+};
+
+struct wiv_tree;
+struct wiv_event_handle;
+
+/* Returns a new tree, or NULL if out of memory. */
+struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg);
+
+/* Frees the tree; NULL is a no-op. */
+void wiv_tree_free(struct wiv_tree *t);
+
+/* Lists the top of the bucket once, so that a wrong bucket, endpoint or
+ * credentials fail before anything is mounted. */
+int wiv_tree_probe(struct wiv_tree *t);
+
+/* Attributes of the node at path: ENOENT if there is none. */
+int wiv_tree_stat(struct wiv_tree *t, const char *path,
+		  struct wiv_node_attr *out);
+
+/* Called once per child, in a stable order; non-zero stops the walk. */
+typedef int (*wiv_dirent_fn)(void *arg, const char *name,
+			     const struct wiv_node_attr *attr);
+
+/* Lists the children of the directory at path (ENOTDIR for a file). */
+int wiv_tree_readdir(struct wiv_tree *t, const char *path, wiv_dirent_fn fn,
+		     void *arg);
+
+/* Opens the event file at path; *out is owned by the caller. */
+int wiv_tree_open(struct wiv_tree *t, const char *path,
+		  struct wiv_event_handle **out);
+
+/* Reads up to size bytes at off; *nread is 0 at end of file. */
+int wiv_tree_read(struct wiv_tree *t, struct wiv_event_handle *h, char *buf,
+		  size_t size, off_t off, size_t *nread);
+
+/* Frees a handle; NULL is a no-op. */
+void wiv_event_handle_free(struct wiv_event_handle *h);
+
+/* Extended attributes of event files: user.wivaudit.key, .etag and
+ * .event_type. With name NULL, lists the names ("\0"-separated). Writes at
+ * most size bytes to buf (size 0: only *len is set); ERANGE if too small,
+ * ENODATA for an unknown name. */
+int wiv_tree_xattr(struct wiv_tree *t, const char *path, const char *name,
+		   char *buf, size_t size, size_t *len);
+
+#endif

@@ -1,0 +1,74 @@
+/* Download, split and cache one object. */
+#include <errno.h>
+#include <string.h>
+
+#include "wivaudit/fetch.h"
+#include "wivaudit/log.h"
+
+struct pipeline {
+	struct wiv_splitter *splitter;
+	struct wiv_cache_writer *writer;
+	int split_error; /* what stopped the splitter, if anything */
+	int write_error;
+};
+
+static int add_event(void *arg, const struct wiv_event *ev)
+{
+	struct pipeline *p = arg;
+	p->write_error = wiv_cache_writer_add(p->writer, ev);
+	return p->write_error;
+}
+
+static int feed_body(void *arg, const void *data, size_t len)
+{
+	struct pipeline *p = arg;
+	p->split_error = wiv_splitter_feed(p->splitter, data, len);
+	return p->split_error;
+}
+
+int wiv_fetch_object(const struct wiv_fetch_request *req,
+		     struct wiv_object_index **out)
+{
+	int rc = wiv_cache_lookup(req->cache, req->entry_id, req->key, out);
+	if (rc == 0)
+		return 0;
+
+	struct pipeline p = {0};
+	p.writer = wiv_cache_writer_new(req->cache, req->entry_id);
+	if (!p.writer) {
+		rc = errno ? errno : EIO;
+		wiv_err("cache: cannot write an entry for %s: %s", req->key,
+			strerror(rc));
+		return rc;
+	}
+	p.splitter = wiv_splitter_new(req->layout, WIV_MAX_EVENT_BYTES,
+				      req->key, add_event, &p);
+	if (!p.splitter) {
+		wiv_cache_writer_abort(p.writer);
+		return ENOMEM;
+	}
+
+	rc = wiv_source_get(req->source, req->key, req->etag, feed_body, &p);
+	enum wiv_object_status status = WIV_OBJECT_OK;
+	if (rc == 0) {
+		if (wiv_splitter_finish(p.splitter) != 0)
+			status = WIV_OBJECT_BAD;
+	} else if (rc == ECANCELED && p.split_error == EBADMSG) {
+		/* The body itself is bad: remember that, do not retry. */
+		status = WIV_OBJECT_BAD;
+		rc = 0;
+	} else if (rc == ECANCELED && p.write_error) {
+		rc = p.write_error;
+		wiv_err("cache: writing %s: %s", req->key, strerror(rc));
+	}
+	wiv_splitter_free(p.splitter);
+
+	if (rc != 0) {
+		wiv_cache_writer_abort(p.writer);
+		return rc;
+	}
+	rc = wiv_cache_writer_commit(p.writer, status, out);
+	if (rc != 0)
+		wiv_err("cache: storing %s: %s", req->key, strerror(rc));
+	return rc;
+}

@@ -1,0 +1,296 @@
+/* mount.wivaudit: parse → validate → open the source → probe it → mount →
+ * daemonize → serve. Everything that can fail on bad input fails before the
+ * mount, on the terminal. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+
+#include "wivaudit/cache.h"
+#include "wivaudit/config.h"
+#include "wivaudit/fuse_ops.h"
+#include "wivaudit/log.h"
+#include "wivaudit/opts.h"
+#include "wivaudit/source.h"
+#include "wivaudit/tree.h"
+
+#define PROG "mount.wivaudit"
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, PROG ": ");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static void route_fuse_log(enum fuse_log_level level, const char *fmt,
+			   va_list ap)
+{
+	char line[1024];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	wiv_log(level <= FUSE_LOG_ERR ? WIV_LOG_ERR
+		: level <= FUSE_LOG_WARNING ? WIV_LOG_WARN
+		: level <= FUSE_LOG_INFO ? WIV_LOG_INFO
+					 : WIV_LOG_DEBUG,
+		"fuse: %s", line);
+}
+
+static bool is_bucket_name(const char *s)
+{
+	size_t len = strlen(s);
+	if (len < 3 || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '-' || s[i] == '.'))
+			return false;
+	return true;
+}
+
+/* "", or the prefix with no leading and exactly one trailing slash. */
+static char *normalize_prefix(const char *p)
+{
+	while (p && *p == '/')
+		p++;
+	if (!p || !*p)
+		return strdup("");
+	size_t len = strlen(p);
+	while (len && p[len - 1] == '/')
+		len--;
+	char *out = malloc(len + 2);
+	if (out) {
+		memcpy(out, p, len);
+		strcpy(out + len, "/");
+	}
+	return out;
+}
+
+/* Opens the source the user named: s3://bucket[/prefix], a directory, or a
+ * bare bucket name; with none, the bucket of the configuration file. */
+static struct wiv_source *open_source(struct wiv_options *o, char **prefix)
+{
+	char err[512] = "";
+	char *bucket = NULL;
+	const char *spec_prefix = NULL;
+	struct wiv_config cfg = {0};
+	struct wiv_source *src = NULL;
+	struct stat st;
+
+	if (!o->source) {
+		if (wiv_config_load(&cfg, err, sizeof(err)) != 0) {
+			fail("%s", err);
+			return NULL;
+		}
+		bucket = strdup(cfg.bucket_name);
+		spec_prefix = cfg.prefix;
+		if (!o->region && cfg.region)
+			o->region = strdup(cfg.region);
+	} else if (strncmp(o->source, "s3://", 5) == 0) {
+		const char *b = o->source + 5;
+		const char *slash = strchr(b, '/');
+		bucket = slash ? strndup(b, (size_t)(slash - b)) : strdup(b);
+		spec_prefix = slash ? slash + 1 : NULL;
+	} else if (stat(o->source, &st) == 0 && S_ISDIR(st.st_mode)) {
+		src = wiv_source_dir_new(o->source, err, sizeof(err));
+		if (!src)
+			fail("%s", err);
+	} else if (is_bucket_name(o->source)) {
+		bucket = strdup(o->source);
+	} else {
+		fail("source '%s' is neither s3://bucket[/prefix], a bucket "
+		     "name, nor a directory", o->source);
+		wiv_config_free(&cfg);
+		return NULL;
+	}
+
+	if (spec_prefix && *spec_prefix && o->prefix) {
+		fail("the prefix is given twice (in the source and as "
+		     "-o prefix=)");
+		wiv_source_free(src);
+		free(bucket);
+		wiv_config_free(&cfg);
+		return NULL;
+	}
+	*prefix = normalize_prefix(o->prefix ? o->prefix : spec_prefix);
+
+	if (bucket) {
+		if (!is_bucket_name(bucket)) {
+			fail("'%s' is not a valid S3 bucket name", bucket);
+		} else {
+			struct wiv_s3_config s3 = {
+				.bucket = bucket,
+				.endpoint = o->endpoint,
+				.region = o->region,
+				.profile = o->profile,
+				.cafile = o->cafile,
+				.path_style = o->path_style,
+				.parallel = o->parallel,
+				.retries = o->retries,
+				.timeout_s = o->timeout,
+			};
+			src = wiv_source_s3_new(&s3, err, sizeof(err));
+			if (!src)
+				fail("%s", err);
+		}
+	}
+	free(bucket);
+	wiv_config_free(&cfg);
+	return src;
+}
+
+/* fsname shows in mount(8) and df; commas would split the option. */
+static void add_mount_options(struct fuse_args *args, const char *source,
+			      bool allow_other)
+{
+	char opt[1024];
+	const char *name = source && !strchr(source, ',') ? source : "wivaudit";
+	snprintf(opt, sizeof(opt), "-oro,subtype=wivaudit,fsname=%s", name);
+	fuse_opt_add_arg(args, opt);
+	/* Other users get in only through the kernel's permission checks. */
+	if (allow_other)
+		fuse_opt_add_arg(args, "-odefault_permissions");
+}
+
+static bool has_arg(const struct fuse_args *args, const char *needle)
+{
+	for (int i = 0; i < args->argc; i++)
+		if (strstr(args->argv[i], needle))
+			return true;
+	return false;
+}
+
+static int serve(struct wiv_options *o, struct fuse_args *args,
+		 struct wiv_fs *fsdata)
+{
+	add_mount_options(args, o->source, has_arg(args, "allow_other"));
+	struct fuse *fuse = fuse_new(args, wiv_fuse_operations(),
+				     sizeof(struct fuse_operations), fsdata);
+	if (!fuse) {
+		fail("cannot start FUSE (see the message above)");
+		return 1;
+	}
+	if (fuse_mount(fuse, o->mountpoint) != 0) {
+		fail("cannot mount on %s (see the message above)",
+		     o->mountpoint);
+		fuse_destroy(fuse);
+		return 1;
+	}
+	if (fuse_daemonize(o->foreground) != 0) {
+		fuse_unmount(fuse);
+		fuse_destroy(fuse);
+		return 1;
+	}
+	if (!o->foreground)
+		wiv_log_use_syslog();
+	struct fuse_session *se = fuse_get_session(fuse);
+	int rc = 1;
+	if (fuse_set_signal_handlers(se) == 0) {
+		wiv_info("mounted %s on %s", o->source ? o->source : "(config)",
+			 o->mountpoint);
+		struct fuse_loop_config *loop = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_max_threads(loop, 64);
+		rc = fuse_loop_mt(fuse, loop) == 0 ? 0 : 1;
+		fuse_loop_cfg_destroy(loop);
+		fuse_remove_signal_handlers(se);
+	}
+	fuse_unmount(fuse);
+	fuse_destroy(fuse);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct wiv_options opts;
+	struct fuse_args args;
+	if (wiv_opts_parse(argc, argv, &opts, &args) != 0) {
+		fuse_opt_free_args(&args);
+		wiv_opts_free(&opts);
+		return 1;
+	}
+	if (opts.show_help || opts.show_version) {
+		if (opts.show_help)
+			wiv_opts_usage(PROG);
+		else
+			printf("wivaudit %s\n", WIVAUDIT_VERSION);
+		fuse_opt_free_args(&args);
+		wiv_opts_free(&opts);
+		return 0;
+	}
+	wiv_log_set_debug(opts.debug);
+	fuse_set_log_func(route_fuse_log);
+
+	int rc = 1;
+	struct stat st;
+	struct wiv_source *src = NULL;
+	struct wiv_cache *cache = NULL;
+	struct wiv_tree *tree = NULL;
+	char *prefix = NULL;
+	char err[512] = "";
+
+	if (stat(opts.mountpoint, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fail("mount point %s: %s", opts.mountpoint,
+		     errno ? strerror(errno) : "not a directory");
+		goto out;
+	}
+	if (opts.offline) {
+		fail("-o offline needs the persistent listing cache, which "
+		     "this version does not have yet");
+		goto out;
+	}
+	src = open_source(&opts, &prefix);
+	if (!src)
+		goto out;
+	cache = wiv_cache_open(opts.cache_dir, opts.cache_size, err, sizeof(err));
+	if (!cache) {
+		fail("%s", err);
+		goto out;
+	}
+	struct wiv_tree_config tcfg = {
+		.source = src,
+		.cache = cache,
+		.prefix = prefix,
+		.layout = opts.layout,
+		.window_s = opts.window,
+		.list_ttl_s = opts.list_ttl,
+		.parallel = opts.parallel,
+	};
+	tree = wiv_tree_new(&tcfg);
+	if (!tree) {
+		fail("out of memory");
+		goto out;
+	}
+	int probe = wiv_tree_probe(tree);
+	if (probe != 0) {
+		fail("cannot list %s: %s", opts.source ? opts.source : "the bucket",
+		     probe == EACCES ? "access denied (check the credentials "
+				       "and the bucket policy)"
+				     : strerror(probe));
+		goto out;
+	}
+	struct wiv_fs fsdata = {
+		.tree = tree,
+		.uid = opts.uid,
+		.gid = opts.gid,
+		.list_ttl_s = opts.list_ttl,
+	};
+	rc = serve(&opts, &args, &fsdata);
+out:
+	wiv_tree_free(tree);
+	wiv_cache_close(cache);
+	wiv_source_free(src);
+	free(prefix);
+	fuse_opt_free_args(&args);
+	wiv_opts_free(&opts);
+	return rc;
+}

@@ -1,0 +1,1548 @@
+/* The tree: listings give orgs and days, split objects give events.
+ *
+ * Locking: one mutex guards every structure here. Listings and downloads run
+ * with it released; their results are merged back under it. Objects are never
+ * freed before the tree (an open file may still point at one), so a pointer
+ * to an object stays valid for the life of the mount. Event directories are
+ * built on demand, kept in a bounded LRU, and only used under the lock. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "wivaudit/daterule.h"
+#include "wivaudit/fetch.h"
+#include "wivaudit/keys.h"
+#include "wivaudit/log.h"
+#include "wivaudit/naming.h"
+#include "wivaudit/strmap.h"
+#include "wivaudit/tree.h"
+
+/* Built event directories kept in memory; a rebuild from cached objects is
+ * cheap, so this only bounds memory. */
+#define MAX_EVENT_DIRS 1024
+/* How long a failed download is remembered before it is tried again. */
+#define RETRY_FAILED_AFTER_S 5
+
+enum object_state { OBJ_UNLOADED, OBJ_LOADING, OBJ_READY, OBJ_FAILED };
+
+struct object {
+	char *key;
+	char *etag;
+	char *entry_id;
+	int64_t key_ms;
+	enum wiv_log_type type;
+	enum object_state state;
+	int error;
+	time_t failed_at;
+	struct wiv_object_index *index;
+	struct object *next_retired;
+};
+
+struct type_listing {
+	struct object **objs; /* sorted by (key_ms, key) */
+	size_t n;
+	int64_t *days;        /* sorted key days, unique */
+	size_t ndays;
+};
+
+struct org {
+	char *name;
+	bool listed;
+	bool listing;         /* a listing is under way */
+	time_t listed_at;
+	unsigned generation;  /* bumped when the set of objects changes */
+	struct type_listing types[WIV_TYPE_COUNT];
+	int64_t *days;        /* union of the types' days */
+	size_t ndays;
+	int64_t newest_ms;    /* newest key timestamp, -1 if none */
+};
+
+struct entry {
+	char *name;
+	struct object *obj;
+	uint32_t event;       /* index into obj->index->events */
+	int64_t mtime_s;
+	uint64_t ino;
+};
+
+struct event_dir {
+	struct org *org;
+	int64_t day;
+	enum wiv_log_type type;
+	unsigned generation;
+	struct entry *entries; /* in (key_ms, key, position) order */
+	size_t n;
+	struct wiv_strmap by_name;
+	struct event_dir *lru_prev, *lru_next;
+};
+
+struct wiv_tree {
+	struct wiv_tree_config cfg;
+	pthread_mutex_t lock;
+	pthread_cond_t changed; /* a listing or download finished */
+
+	struct org **orgs;      /* sorted by name */
+	size_t norgs;
+	bool root_listed;
+	bool root_listing;
+	time_t root_listed_at;
+
+	struct event_dir *lru_head, *lru_tail; /* most recent first */
+	size_t ndirs;
+
+	struct object *retired; /* replaced by a newer listing */
+	struct org **retired_orgs; /* gone from the bucket */
+	size_t nretired_orgs;
+	struct wiv_strmap ignored_keys; /* logged once each */
+	char **ignored_key_store;
+	size_t nignored;
+};
+
+enum depth { D_ROOT, D_ORG, D_YEAR, D_MONTH, D_DAY, D_TYPE, D_EVENT };
+
+struct tree_path {
+	enum depth depth;
+	char org[256];
+	int year, month, mday;
+	enum wiv_log_type type;
+	const char *file;
+};
+
+static time_t now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static uint64_t path_ino(const char *path)
+{
+	/* FUSE reserves 1 for the root; keep the rest well away from it. */
+	uint64_t h = wiv_hash64(path, strlen(path));
+	return h < 2 ? h + 2 : h;
+}
+
+/* ---- paths ---- */
+
+static bool all_digits(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+static int parse_number(const char *s, size_t len, size_t want, int *out)
+{
+	if (len != want || !all_digits(s, len))
+		return ENOENT;
+	int v = 0;
+	for (size_t i = 0; i < len; i++)
+		v = v * 10 + (s[i] - '0');
+	*out = v;
+	return 0;
+}
+
+static int parse_path(const char *path, struct tree_path *tp)
+{
+	memset(tp, 0, sizeof(*tp));
+	const char *p = path;
+	while (*p == '/')
+		p++;
+	int depth = 0;
+	while (*p) {
+		const char *end = strchr(p, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		switch (depth) {
+		case D_ROOT:
+			if (len >= sizeof(tp->org) || !wiv_org_name_valid(p, len))
+				return ENOENT;
+			memcpy(tp->org, p, len);
+			break;
+		case D_ORG:
+			if (parse_number(p, len, 4, &tp->year))
+				return ENOENT;
+			break;
+		case D_YEAR:
+			if (parse_number(p, len, 2, &tp->month) ||
+			    tp->month < 1 || tp->month > 12)
+				return ENOENT;
+			break;
+		case D_MONTH:
+			if (parse_number(p, len, 2, &tp->mday) ||
+			    wiv_day_from_ymd(tp->year, tp->month, tp->mday) ==
+				    INT64_MIN)
+				return ENOENT;
+			break;
+		case D_DAY: {
+			char word[8];
+			if (len >= sizeof(word))
+				return ENOENT;
+			memcpy(word, p, len);
+			word[len] = '\0';
+			int type = wiv_type_from_name(word);
+			if (type < 0)
+				return ENOENT;
+			tp->type = (enum wiv_log_type)type;
+			break;
+		}
+		case D_TYPE:
+			if (end)
+				return ENOENT;
+			tp->file = p;
+			break;
+		default:
+			return ENOENT;
+		}
+		depth++;
+		p += len;
+		while (*p == '/')
+			p++;
+	}
+	tp->depth = (enum depth)depth;
+	return 0;
+}
+
+static int64_t path_day(const struct tree_path *tp)
+{
+	return wiv_day_from_ymd(tp->year, tp->month, tp->mday);
+}
+
+/* ---- listings ---- */
+
+static void log_ignored_key(struct wiv_tree *t, const char *key)
+{
+	uint32_t unused;
+	if (wiv_strmap_get(&t->ignored_keys, key, strlen(key), &unused))
+		return;
+	char *copy = strdup(key);
+	char **store = realloc(t->ignored_key_store,
+			       (t->nignored + 1) * sizeof(*store));
+	if (!copy || !store) {
+		free(copy);
+		free(store == t->ignored_key_store ? NULL : store);
+		return;
+	}
+	t->ignored_key_store = store;
+	store[t->nignored++] = copy;
+	wiv_strmap_put(&t->ignored_keys, copy, strlen(copy), 0);
+	wiv_warn("ignoring key '%s': not {org_id}/{org|user|api}-audit-logs-"
+		 "{epoch_ms}.json.gz (%zu such keys so far)",
+		 key, t->nignored);
+}
+
+struct root_collect {
+	struct wiv_tree *t;
+	char **names;
+	size_t n;
+	char **stray_keys; /* logged once listed */
+	size_t nstray;
+};
+
+static int collect_org(void *arg, const char *common_prefix)
+{
+	struct root_collect *rc = arg;
+	const char *name = common_prefix + strlen(rc->t->cfg.prefix);
+	size_t len = strlen(name);
+	if (len && name[len - 1] == '/')
+		len--;
+	if (!wiv_org_name_valid(name, len)) {
+		char **s = realloc(rc->stray_keys, (rc->nstray + 1) * sizeof(*s));
+		if (s && (s[rc->nstray] = strdup(common_prefix))) {
+			rc->stray_keys = s;
+			rc->nstray++;
+		} else if (s) {
+			rc->stray_keys = s;
+		}
+		return 0;
+	}
+	char **names = realloc(rc->names, (rc->n + 1) * sizeof(*names));
+	if (!names)
+		return ENOMEM;
+	rc->names = names;
+	if (!(names[rc->n] = strndup(name, len)))
+		return ENOMEM;
+	rc->n++;
+	return 0;
+}
+
+static int collect_stray_object(void *arg, const struct wiv_object_info *obj)
+{
+	struct root_collect *rc = arg;
+	char **s = realloc(rc->stray_keys, (rc->nstray + 1) * sizeof(*s));
+	if (!s)
+		return ENOMEM;
+	rc->stray_keys = s;
+	if ((s[rc->nstray] = strdup(obj->key)))
+		rc->nstray++;
+	return 0;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static struct org *find_org(struct wiv_tree *t, const char *name)
+{
+	size_t lo = 0, hi = t->norgs;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(t->orgs[mid]->name, name);
+		if (c == 0)
+			return t->orgs[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Merges a fresh list of org names: known orgs keep their state. */
+static void merge_orgs(struct wiv_tree *t, char **names, size_t n)
+{
+	qsort(names, n, sizeof(*names), compare_names);
+	struct org **orgs = calloc(n ? n : 1, sizeof(*orgs));
+	if (!orgs)
+		return;
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (kept && strcmp(orgs[kept - 1]->name, names[i]) == 0)
+			continue;
+		struct org *o = find_org(t, names[i]);
+		if (!o) {
+			o = calloc(1, sizeof(*o));
+			if (!o)
+				continue;
+			o->name = strdup(names[i]);
+			o->newest_ms = -1;
+		}
+		orgs[kept++] = o;
+	}
+	/* Orgs that vanished from the bucket stay allocated (an event
+	 * directory may still point at them) but leave the tree. */
+	for (size_t i = 0; i < t->norgs; i++) {
+		bool still = false;
+		for (size_t k = 0; k < kept && !still; k++)
+			still = orgs[k] == t->orgs[i];
+		struct org **r = still ? NULL
+				       : realloc(t->retired_orgs,
+						 (t->nretired_orgs + 1) *
+							 sizeof(*r));
+		if (r) {
+			r[t->nretired_orgs++] = t->orgs[i];
+			t->retired_orgs = r;
+		}
+	}
+	free(t->orgs);
+	t->orgs = orgs;
+	t->norgs = kept;
+}
+
+/* Makes sure the org list is fresh. Called and returns with the lock held. */
+static int ensure_root_listed(struct wiv_tree *t)
+{
+	for (;;) {
+		if (t->root_listed &&
+		    now_s() - t->root_listed_at < (time_t)t->cfg.list_ttl_s)
+			return 0;
+		if (!t->root_listing)
+			break;
+		pthread_cond_wait(&t->changed, &t->lock);
+	}
+	t->root_listing = true;
+	pthread_mutex_unlock(&t->lock);
+
+	struct root_collect rc = {.t = t};
+	int err = wiv_source_list(t->cfg.source, t->cfg.prefix, "/", NULL,
+				  collect_stray_object, collect_org, &rc);
+
+	pthread_mutex_lock(&t->lock);
+	t->root_listing = false;
+	if (err == 0) {
+		merge_orgs(t, rc.names, rc.n);
+		t->root_listed = true;
+		t->root_listed_at = now_s();
+		for (size_t i = 0; i < rc.nstray; i++)
+			log_ignored_key(t, rc.stray_keys[i]);
+	} else if (t->root_listed) {
+		wiv_warn("listing the bucket failed (%s); showing the last "
+			 "listing", strerror(err));
+		t->root_listed_at = now_s();
+		err = 0;
+	}
+	for (size_t i = 0; i < rc.n; i++)
+		free(rc.names[i]);
+	free(rc.names);
+	for (size_t i = 0; i < rc.nstray; i++)
+		free(rc.stray_keys[i]);
+	free(rc.stray_keys);
+	pthread_cond_broadcast(&t->changed);
+	return err;
+}
+
+struct listed_object {
+	char *key;
+	char *etag;
+	struct wiv_key parsed;
+};
+
+struct org_collect {
+	struct wiv_tree *t;
+	struct listed_object *objs;
+	size_t n, cap;
+	char **stray_keys;
+	size_t nstray;
+};
+
+static int collect_object(void *arg, const struct wiv_object_info *info)
+{
+	struct org_collect *oc = arg;
+	struct wiv_key parsed;
+	if (wiv_key_parse(info->key, strlen(oc->t->cfg.prefix), &parsed) != 0) {
+		char **s = realloc(oc->stray_keys, (oc->nstray + 1) * sizeof(*s));
+		if (!s)
+			return ENOMEM;
+		oc->stray_keys = s;
+		if ((s[oc->nstray] = strdup(info->key)))
+			oc->nstray++;
+		return 0;
+	}
+	if (oc->n == oc->cap) {
+		size_t cap = oc->cap ? oc->cap * 2 : 64;
+		struct listed_object *objs = realloc(oc->objs, cap * sizeof(*objs));
+		if (!objs)
+			return ENOMEM;
+		oc->objs = objs;
+		oc->cap = cap;
+	}
+	struct listed_object *lo = &oc->objs[oc->n];
+	lo->key = strdup(info->key);
+	lo->etag = strdup(info->etag ? info->etag : "");
+	if (!lo->key || !lo->etag) {
+		free(lo->key);
+		free(lo->etag);
+		return ENOMEM;
+	}
+	lo->parsed = parsed;
+	lo->parsed.org = lo->key + (parsed.org - info->key);
+	oc->n++;
+	return 0;
+}
+
+static int compare_objects(const void *a, const void *b)
+{
+	const struct object *x = *(struct object *const *)a;
+	const struct object *y = *(struct object *const *)b;
+	if (x->key_ms != y->key_ms)
+		return x->key_ms < y->key_ms ? -1 : 1;
+	return strcmp(x->key, y->key);
+}
+
+static int compare_days(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Sorted unique days of sorted objects. */
+static int64_t *unique_days(struct object **objs, size_t n, size_t *ndays)
+{
+	int64_t *days = malloc((n ? n : 1) * sizeof(*days));
+	size_t k = 0;
+	if (!days) {
+		*ndays = 0;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int64_t d = wiv_day_of_ms(objs[i]->key_ms);
+		if (k == 0 || days[k - 1] != d)
+			days[k++] = d;
+	}
+	*ndays = k;
+	return days;
+}
+
+/* Maps each listed key of the org to its object, for carrying objects over
+ * from one listing to the next in linear time. */
+static int index_known_objects(struct org *o, struct wiv_strmap *known,
+			       struct object ***all)
+{
+	size_t total = 0;
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++)
+		total += o->types[ty].n;
+	*all = malloc((total ? total : 1) * sizeof(**all));
+	if (!*all)
+		return ENOMEM;
+	size_t k = 0;
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++)
+		for (size_t i = 0; i < o->types[ty].n; i++) {
+			struct object *obj = o->types[ty].objs[i];
+			(*all)[k] = obj;
+			if (wiv_strmap_put(known, obj->key, strlen(obj->key),
+					   (uint32_t)k))
+				return ENOMEM;
+			k++;
+		}
+	return 0;
+}
+
+static struct object *new_object(struct wiv_tree *t, struct listed_object *lo)
+{
+	struct object *obj = calloc(1, sizeof(*obj));
+	if (!obj)
+		return NULL;
+	obj->key = lo->key;
+	obj->etag = lo->etag;
+	lo->key = lo->etag = NULL;
+	obj->key_ms = lo->parsed.key_ms;
+	obj->type = lo->parsed.type;
+	if (asprintf(&obj->entry_id, "%s|%s|%s|%d", t->cfg.source->identity,
+		     obj->key, obj->etag, (int)t->cfg.layout) < 0) {
+		free(obj->key);
+		free(obj->etag);
+		free(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+/* Replaces the org's objects with a fresh listing. Objects with the same
+ * key and ETag carry over (with their loaded index). */
+static void merge_org_listing(struct wiv_tree *t, struct org *o,
+			      struct org_collect *oc)
+{
+	struct type_listing fresh[WIV_TYPE_COUNT] = {0};
+	struct wiv_strmap known = {0};
+	struct object **old_objs = NULL;
+	bool *carried = NULL;
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++) {
+		fresh[ty].objs = calloc(oc->n ? oc->n : 1, sizeof(struct object *));
+		if (!fresh[ty].objs)
+			goto fail;
+	}
+	if (index_known_objects(o, &known, &old_objs))
+		goto fail;
+	carried = calloc(known.n ? known.n : 1, sizeof(*carried));
+	if (!carried)
+		goto fail;
+	bool changed = !o->listed;
+	for (size_t i = 0; i < oc->n; i++) {
+		struct listed_object *lo = &oc->objs[i];
+		if (lo->parsed.org_len != strlen(o->name) ||
+		    memcmp(lo->parsed.org, o->name, lo->parsed.org_len) != 0)
+			continue;
+		enum wiv_log_type ty = lo->parsed.type;
+		uint32_t k;
+		struct object *obj = NULL;
+		if (wiv_strmap_get(&known, lo->key, strlen(lo->key), &k) &&
+		    strcmp(old_objs[k]->etag, lo->etag) == 0) {
+			obj = old_objs[k];
+			carried[k] = true;
+		} else {
+			obj = new_object(t, lo);
+			if (!obj)
+				continue;
+			changed = true;
+		}
+		fresh[ty].objs[fresh[ty].n++] = obj;
+	}
+
+	/* Objects no longer listed are retired, never freed early. */
+	for (size_t k = 0; k < known.n; k++) {
+		if (carried[k])
+			continue;
+		changed = true;
+		old_objs[k]->next_retired = t->retired;
+		t->retired = old_objs[k];
+	}
+	free(carried);
+	free(old_objs);
+	wiv_strmap_clear(&known);
+
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++) {
+		struct type_listing *old = &o->types[ty];
+		free(old->objs);
+		free(old->days);
+		qsort(fresh[ty].objs, fresh[ty].n, sizeof(struct object *),
+		      compare_objects);
+		fresh[ty].days = unique_days(fresh[ty].objs, fresh[ty].n,
+					     &fresh[ty].ndays);
+		o->types[ty] = fresh[ty];
+	}
+
+	size_t nall = 0;
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++)
+		nall += o->types[ty].ndays;
+	free(o->days);
+	o->days = malloc((nall ? nall : 1) * sizeof(*o->days));
+	o->ndays = 0;
+	o->newest_ms = -1;
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++) {
+		struct type_listing *tl = &o->types[ty];
+		if (o->days)
+			memcpy(o->days + o->ndays, tl->days,
+			       tl->ndays * sizeof(*o->days));
+		o->ndays += tl->ndays;
+		if (tl->n && tl->objs[tl->n - 1]->key_ms > o->newest_ms)
+			o->newest_ms = tl->objs[tl->n - 1]->key_ms;
+	}
+	if (o->days) {
+		qsort(o->days, o->ndays, sizeof(*o->days), compare_days);
+		size_t k = 0;
+		for (size_t i = 0; i < o->ndays; i++)
+			if (k == 0 || o->days[k - 1] != o->days[i])
+				o->days[k++] = o->days[i];
+		o->ndays = k;
+	} else {
+		o->ndays = 0;
+	}
+	if (changed)
+		o->generation++;
+	return;
+fail:
+	wiv_err("out of memory merging the listing of %s", o->name);
+	free(carried);
+	free(old_objs);
+	wiv_strmap_clear(&known);
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++)
+		free(fresh[ty].objs);
+}
+
+/* Makes sure the org's listing is fresh. Called and returns with the lock
+ * held. One LIST (paginated) covers the whole org. */
+static int ensure_org_listed(struct wiv_tree *t, struct org *o)
+{
+	for (;;) {
+		if (o->listed &&
+		    now_s() - o->listed_at < (time_t)t->cfg.list_ttl_s)
+			return 0;
+		if (!o->listing)
+			break;
+		pthread_cond_wait(&t->changed, &t->lock);
+	}
+	o->listing = true;
+	pthread_mutex_unlock(&t->lock);
+
+	char prefix[1024];
+	snprintf(prefix, sizeof(prefix), "%s%s/", t->cfg.prefix, o->name);
+	struct org_collect oc = {.t = t};
+	int err = wiv_source_list(t->cfg.source, prefix, NULL, NULL,
+				  collect_object, NULL, &oc);
+
+	pthread_mutex_lock(&t->lock);
+	o->listing = false;
+	if (err == 0) {
+		merge_org_listing(t, o, &oc);
+		o->listed = true;
+		o->listed_at = now_s();
+		for (size_t i = 0; i < oc.nstray; i++)
+			log_ignored_key(t, oc.stray_keys[i]);
+	} else if (o->listed) {
+		wiv_warn("listing %s failed (%s); showing the last listing",
+			 prefix, strerror(err));
+		o->listed_at = now_s();
+		err = 0;
+	}
+	for (size_t i = 0; i < oc.n; i++) {
+		free(oc.objs[i].key);
+		free(oc.objs[i].etag);
+	}
+	free(oc.objs);
+	for (size_t i = 0; i < oc.nstray; i++)
+		free(oc.stray_keys[i]);
+	free(oc.stray_keys);
+	pthread_cond_broadcast(&t->changed);
+	return err;
+}
+
+/* The org named by the path, listed. Lock held. */
+static int get_org(struct wiv_tree *t, const char *name, struct org **out)
+{
+	int err = ensure_root_listed(t);
+	if (err)
+		return err;
+	struct org *o = find_org(t, name);
+	if (!o)
+		return ENOENT;
+	err = ensure_org_listed(t, o);
+	if (err)
+		return err;
+	*out = o;
+	return 0;
+}
+
+static bool has_day(const int64_t *days, size_t n, int64_t day)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (days[mid] == day)
+			return true;
+		if (days[mid] < day)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* First object with key_ms >= ms. */
+static size_t first_object_from(const struct type_listing *tl, int64_t ms)
+{
+	size_t lo = 0, hi = tl->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (tl->objs[mid]->key_ms < ms)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Newest key timestamp in [from_ms, to_ms) over the given types, or -1. */
+static int64_t newest_between(const struct org *o, int type_mask,
+			      int64_t from_ms, int64_t to_ms)
+{
+	int64_t newest = -1;
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++) {
+		if (!(type_mask & (1 << ty)))
+			continue;
+		const struct type_listing *tl = &o->types[ty];
+		size_t end = first_object_from(tl, to_ms);
+		if (end > 0 && tl->objs[end - 1]->key_ms >= from_ms &&
+		    tl->objs[end - 1]->key_ms > newest)
+			newest = tl->objs[end - 1]->key_ms;
+	}
+	return newest;
+}
+
+/* ---- objects ---- */
+
+static int load_object(struct wiv_tree *t, struct object *obj)
+{
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		if (obj->state == OBJ_READY) {
+			pthread_mutex_unlock(&t->lock);
+			return 0;
+		}
+		if (obj->state == OBJ_FAILED &&
+		    now_s() - obj->failed_at < RETRY_FAILED_AFTER_S) {
+			int err = obj->error;
+			pthread_mutex_unlock(&t->lock);
+			return err;
+		}
+		if (obj->state != OBJ_LOADING)
+			break;
+		pthread_cond_wait(&t->changed, &t->lock);
+	}
+	obj->state = OBJ_LOADING;
+	pthread_mutex_unlock(&t->lock);
+
+	struct wiv_fetch_request req = {
+		.source = t->cfg.source,
+		.cache = t->cfg.cache,
+		.layout = t->cfg.layout,
+		.key = obj->key,
+		.etag = obj->etag,
+		.entry_id = obj->entry_id,
+	};
+	struct wiv_object_index *index = NULL;
+	int err = wiv_fetch_object(&req, &index);
+
+	pthread_mutex_lock(&t->lock);
+	if (err == 0) {
+		/* A refetch after eviction yields the same events (same
+		 * ETag); keep the index that entries already point into. */
+		if (obj->index)
+			wiv_object_index_free(index);
+		else
+			obj->index = index;
+		obj->state = OBJ_READY;
+	} else {
+		obj->state = OBJ_FAILED;
+		obj->error = err;
+		obj->failed_at = now_s();
+	}
+	pthread_cond_broadcast(&t->changed);
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
+struct load_batch {
+	struct wiv_tree *t;
+	struct object **objs;
+	size_t n;
+	atomic_size_t next;
+	atomic_int first_error;
+};
+
+static void *load_worker(void *arg)
+{
+	struct load_batch *b = arg;
+	size_t i;
+	while ((i = atomic_fetch_add(&b->next, 1)) < b->n) {
+		int err = load_object(b->t, b->objs[i]);
+		int none = 0;
+		if (err)
+			atomic_compare_exchange_strong(&b->first_error, &none,
+						       err);
+	}
+	return NULL;
+}
+
+/* Loads objects concurrently, at most cfg.parallel at a time. Lock not
+ * held. Returns the first error. */
+static int load_objects(struct wiv_tree *t, struct object **objs, size_t n)
+{
+	struct load_batch b = {.t = t, .objs = objs, .n = n};
+	size_t nthreads = n < t->cfg.parallel ? n : t->cfg.parallel;
+	pthread_t threads[256];
+	size_t started = 0;
+	for (; started + 1 < nthreads; started++)
+		if (pthread_create(&threads[started], NULL, load_worker, &b))
+			break;
+	load_worker(&b);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	return atomic_load(&b.first_error);
+}
+
+/* ---- event directories ---- */
+
+static void lru_unlink(struct wiv_tree *t, struct event_dir *d)
+{
+	if (d->lru_prev)
+		d->lru_prev->lru_next = d->lru_next;
+	else
+		t->lru_head = d->lru_next;
+	if (d->lru_next)
+		d->lru_next->lru_prev = d->lru_prev;
+	else
+		t->lru_tail = d->lru_prev;
+	d->lru_prev = d->lru_next = NULL;
+}
+
+static void lru_push_front(struct wiv_tree *t, struct event_dir *d)
+{
+	d->lru_next = t->lru_head;
+	d->lru_prev = NULL;
+	if (t->lru_head)
+		t->lru_head->lru_prev = d;
+	t->lru_head = d;
+	if (!t->lru_tail)
+		t->lru_tail = d;
+}
+
+static void event_dir_free(struct event_dir *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->entries[i].name);
+	free(d->entries);
+	wiv_strmap_clear(&d->by_name);
+	free(d);
+}
+
+static void drop_event_dir(struct wiv_tree *t, struct event_dir *d)
+{
+	lru_unlink(t, d);
+	t->ndirs--;
+	event_dir_free(d);
+}
+
+static bool type_has_day(void *arg, int64_t day)
+{
+	const struct type_listing *tl = arg;
+	return has_day(tl->days, tl->ndays, day);
+}
+
+static int add_entry(struct event_dir *d, size_t *cap, const char *dir_path,
+		     struct object *obj, uint32_t event, const char *base,
+		     int64_t mtime_s)
+{
+	char name[WIV_NAME_MAX + 32];
+	snprintf(name, sizeof(name), "%s.json", base);
+	uint32_t unused;
+	/* A different event already holds the name: ~2, ~3, ... */
+	for (unsigned n = 2; wiv_strmap_get(&d->by_name, name, strlen(name),
+					    &unused);
+	     n++)
+		snprintf(name, sizeof(name), "%s~%u.json", base, n);
+
+	if (d->n == *cap) {
+		size_t c = *cap ? *cap * 2 : 64;
+		struct entry *e = realloc(d->entries, c * sizeof(*e));
+		if (!e)
+			return ENOMEM;
+		d->entries = e;
+		*cap = c;
+	}
+	struct entry *e = &d->entries[d->n];
+	e->name = strdup(name);
+	if (!e->name)
+		return ENOMEM;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir_path, name);
+	e->obj = obj;
+	e->event = event;
+	e->mtime_s = mtime_s;
+	e->ino = path_ino(path);
+	if (wiv_strmap_put(&d->by_name, e->name, strlen(e->name),
+			   (uint32_t)d->n)) {
+		free(e->name);
+		return ENOMEM;
+	}
+	d->n++;
+	return 0;
+}
+
+/* Builds the events of one day/type directory from loaded objects. */
+static int build_event_dir(struct wiv_tree *t, struct event_dir *d,
+			   struct object **objs, size_t nobjs)
+{
+	char dir_path[1024];
+	int y, m, dd;
+	wiv_day_to_ymd(d->day, &y, &m, &dd);
+	snprintf(dir_path, sizeof(dir_path), "/%s/%04d/%02d/%02d/%s",
+		 d->org->name, y, m, dd, wiv_type_name(d->type));
+
+	const struct type_listing *tl = &d->org->types[d->type];
+	struct wiv_strmap seen = {0};
+	size_t cap = 0;
+	int err = 0;
+	for (size_t i = 0; i < nobjs && !err; i++) {
+		struct object *obj = objs[i];
+		const struct wiv_object_index *idx = obj->index;
+		if (idx->status != WIV_OBJECT_OK)
+			continue;
+		for (size_t k = 0; k < idx->n_events && !err; k++) {
+			const struct wiv_cached_event *ev = &idx->events[k];
+			struct wiv_event_date date = wiv_event_date(
+				ev->has_created_at, ev->created_at,
+				obj->key_ms, t->cfg.window_s, type_has_day,
+				(void *)tl);
+			if (date.day != d->day)
+				continue;
+			uint32_t unused;
+			const char *digest = (const char *)ev->digest;
+			if (wiv_strmap_get(&seen, digest, WIV_DIGEST_LEN,
+					   &unused))
+				continue; /* a re-delivery */
+			err = wiv_strmap_put(&seen, digest, WIV_DIGEST_LEN, 0);
+			if (err)
+				break;
+			char base[WIV_NAME_MAX + 1];
+			wiv_event_name(ev->id_kind, ev->id, ev->id_len,
+				       obj->key_ms, ev->position, base);
+			err = add_entry(d, &cap, dir_path, obj, (uint32_t)k,
+					base, date.mtime_s);
+		}
+	}
+	wiv_strmap_clear(&seen);
+	return err;
+}
+
+static struct event_dir *find_event_dir(struct wiv_tree *t, struct org *o,
+					int64_t day, enum wiv_log_type type)
+{
+	for (struct event_dir *d = t->lru_head; d; d = d->lru_next)
+		if (d->org == o && d->day == day && d->type == type)
+			return d;
+	return NULL;
+}
+
+/* The built event directory of org/day/type, loading the objects it needs.
+ * Called and returns with the lock held (released while downloading). */
+static int get_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
+			 enum wiv_log_type type, struct event_dir **out)
+{
+	for (int attempt = 0;; attempt++) {
+		struct event_dir *d = find_event_dir(t, o, day, type);
+		if (d && d->generation == o->generation) {
+			lru_unlink(t, d);
+			lru_push_front(t, d);
+			*out = d;
+			return 0;
+		}
+		if (d)
+			drop_event_dir(t, d);
+
+		/* Objects whose events may fall on this day: key within W. */
+		const struct type_listing *tl = &o->types[type];
+		int64_t from = day * WIV_MS_PER_DAY - t->cfg.window_s * 1000;
+		int64_t to = (day + 1) * WIV_MS_PER_DAY + t->cfg.window_s * 1000;
+		size_t first = first_object_from(tl, from);
+		size_t last = first_object_from(tl, to + 1);
+		size_t n = last - first;
+		struct object **objs = malloc((n ? n : 1) * sizeof(*objs));
+		if (!objs)
+			return ENOMEM;
+		memcpy(objs, tl->objs + first, n * sizeof(*objs));
+		unsigned generation = o->generation;
+
+		bool all_ready = true;
+		for (size_t i = 0; i < n; i++)
+			all_ready = all_ready && objs[i]->state == OBJ_READY;
+		if (!all_ready) {
+			if (attempt > 2) {
+				free(objs);
+				return EIO;
+			}
+			pthread_mutex_unlock(&t->lock);
+			int err = load_objects(t, objs, n);
+			pthread_mutex_lock(&t->lock);
+			free(objs);
+			if (err)
+				return err == ENOENT || err == ESTALE ? EIO : err;
+			continue; /* the listing may have changed meanwhile */
+		}
+		if (o->generation != generation) {
+			free(objs);
+			continue;
+		}
+
+		d = calloc(1, sizeof(*d));
+		if (!d) {
+			free(objs);
+			return ENOMEM;
+		}
+		d->org = o;
+		d->day = day;
+		d->type = type;
+		d->generation = generation;
+		int err = build_event_dir(t, d, objs, n);
+		free(objs);
+		if (err) {
+			event_dir_free(d);
+			return err;
+		}
+		lru_push_front(t, d);
+		if (++t->ndirs > MAX_EVENT_DIRS)
+			drop_event_dir(t, t->lru_tail);
+		*out = d;
+		return 0;
+	}
+}
+
+/* ---- nodes ---- */
+
+static void dir_attr(struct wiv_node_attr *a, const char *path,
+		     unsigned subdirs, int64_t newest_ms)
+{
+	*a = (struct wiv_node_attr){
+		.is_dir = true,
+		.ino = strcmp(path, "/") == 0 ? 1 : path_ino(path),
+		.size = 4096,
+		.mtime_s = newest_ms < 0 ? 0 : newest_ms / 1000,
+		.nlink = 2 + subdirs,
+	};
+}
+
+/* Day range [first, end) of a year or month, as day numbers. */
+static void month_range(int year, int month, int64_t *first, int64_t *end)
+{
+	*first = wiv_day_from_ymd(year, month, 1);
+	*end = month == 12 ? wiv_day_from_ymd(year + 1, 1, 1)
+			   : wiv_day_from_ymd(year, month + 1, 1);
+}
+
+static void year_range(int year, int64_t *first, int64_t *end)
+{
+	*first = wiv_day_from_ymd(year, 1, 1);
+	*end = wiv_day_from_ymd(year + 1, 1, 1);
+}
+
+/* Distinct children of a day range: years (by=0), months (by=1), days
+ * (by=2). Calls fn with each child's number if fn is set; returns the count. */
+static unsigned count_children(const struct org *o, int64_t first, int64_t end,
+			       int by, void (*fn)(void *, int), void *arg)
+{
+	unsigned count = 0;
+	int last = -1;
+	for (size_t i = 0; i < o->ndays; i++) {
+		if (o->days[i] < first || o->days[i] >= end)
+			continue;
+		int y, m, d;
+		wiv_day_to_ymd(o->days[i], &y, &m, &d);
+		int child = by == 0 ? y : by == 1 ? m : d;
+		if (child != last) {
+			count++;
+			last = child;
+			if (fn)
+				fn(arg, child);
+		}
+	}
+	return count;
+}
+
+static int type_mask_of_day(const struct org *o, int64_t day)
+{
+	int mask = 0;
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++)
+		if (has_day(o->types[ty].days, o->types[ty].ndays, day))
+			mask |= 1 << ty;
+	return mask;
+}
+
+static int popcount(int mask)
+{
+	return __builtin_popcount((unsigned)mask);
+}
+
+static int stat_root(struct wiv_tree *t, struct wiv_node_attr *out)
+{
+	int err = ensure_root_listed(t);
+	if (err)
+		return err;
+	/* The root's mtime is its newest delivery, which needs every org. */
+	int64_t newest = -1;
+	for (size_t i = 0; i < t->norgs; i++) {
+		struct org *o = t->orgs[i];
+		if (ensure_org_listed(t, o) == 0 && o->newest_ms > newest)
+			newest = o->newest_ms;
+	}
+	dir_attr(out, "/", (unsigned)t->norgs, newest);
+	return 0;
+}
+
+/* Everything above the event files: answered from listings alone. */
+static int stat_dir(struct wiv_tree *t, const char *path,
+		    const struct tree_path *tp, struct org *o,
+		    struct wiv_node_attr *out)
+{
+	int64_t first, end;
+	switch (tp->depth) {
+	case D_ORG:
+		dir_attr(out, path, count_children(o, INT64_MIN, INT64_MAX, 0,
+						   NULL, NULL),
+			 o->newest_ms);
+		return 0;
+	case D_YEAR:
+		year_range(tp->year, &first, &end);
+		break;
+	case D_MONTH:
+		month_range(tp->year, tp->month, &first, &end);
+		break;
+	case D_DAY:
+	case D_TYPE:
+		first = path_day(tp);
+		end = first + 1;
+		break;
+	default:
+		return ENOENT;
+	}
+	int mask = (1 << WIV_TYPE_COUNT) - 1;
+	unsigned subdirs;
+	if (tp->depth == D_YEAR) {
+		subdirs = count_children(o, first, end, 1, NULL, NULL);
+	} else if (tp->depth == D_MONTH) {
+		subdirs = count_children(o, first, end, 2, NULL, NULL);
+	} else if (tp->depth == D_DAY) {
+		subdirs = (unsigned)popcount(type_mask_of_day(o, first));
+	} else {
+		if (!has_day(o->types[tp->type].days, o->types[tp->type].ndays,
+			     first))
+			return ENOENT;
+		mask = 1 << tp->type;
+		subdirs = 0;
+	}
+	if (subdirs == 0 && tp->depth != D_TYPE)
+		return ENOENT;
+	dir_attr(out, path, subdirs,
+		 newest_between(o, mask, first * WIV_MS_PER_DAY,
+				end * WIV_MS_PER_DAY));
+	return 0;
+}
+
+static void entry_attr(const struct entry *e, struct wiv_node_attr *a)
+{
+	*a = (struct wiv_node_attr){
+		.is_dir = false,
+		.ino = e->ino,
+		.size = e->obj->index->events[e->event].length,
+		.mtime_s = e->mtime_s,
+		.nlink = 1,
+	};
+}
+
+/* The entry at an event path. Lock held. */
+static int find_entry(struct wiv_tree *t, const struct tree_path *tp,
+		      struct org *o, struct entry **out)
+{
+	int64_t day = path_day(tp);
+	if (!has_day(o->types[tp->type].days, o->types[tp->type].ndays, day))
+		return ENOENT;
+	struct event_dir *d;
+	int err = get_event_dir(t, o, day, tp->type, &d);
+	if (err)
+		return err;
+	uint32_t i;
+	if (!wiv_strmap_get(&d->by_name, tp->file, strlen(tp->file), &i))
+		return ENOENT;
+	*out = &d->entries[i];
+	return 0;
+}
+
+/* Resolves path to its org (if any) with the lock held. */
+static int resolve(struct wiv_tree *t, const char *path, struct tree_path *tp,
+		   struct org **org)
+{
+	int err = parse_path(path, tp);
+	if (err)
+		return err;
+	*org = NULL;
+	if (tp->depth == D_ROOT)
+		return 0;
+	return get_org(t, tp->org, org);
+}
+
+int wiv_tree_stat(struct wiv_tree *t, const char *path,
+		  struct wiv_node_attr *out)
+{
+	struct tree_path tp;
+	struct org *o;
+	pthread_mutex_lock(&t->lock);
+	int err = resolve(t, path, &tp, &o);
+	if (!err) {
+		if (tp.depth == D_ROOT) {
+			err = stat_root(t, out);
+		} else if (tp.depth == D_EVENT) {
+			struct entry *e;
+			err = find_entry(t, &tp, o, &e);
+			if (!err)
+				entry_attr(e, out);
+		} else {
+			err = stat_dir(t, path, &tp, o, out);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
+struct child_walk {
+	const char *path;
+	const struct tree_path *tp;
+	struct wiv_tree *t;
+	struct org *o;
+	wiv_dirent_fn fn;
+	void *arg;
+	int stop;
+};
+
+static void emit_child(void *arg, int number)
+{
+	struct child_walk *w = arg;
+	if (w->stop)
+		return;
+	char name[16], child[1024];
+	snprintf(name, sizeof(name), w->tp->depth == D_ORG ? "%04d" : "%02d",
+		 number);
+	snprintf(child, sizeof(child), "%s/%s", w->path, name);
+	struct tree_path ctp;
+	struct wiv_node_attr a;
+	if (parse_path(child, &ctp) == 0 &&
+	    stat_dir(w->t, child, &ctp, w->o, &a) == 0)
+		w->stop = w->fn(w->arg, name, &a);
+}
+
+int wiv_tree_readdir(struct wiv_tree *t, const char *path, wiv_dirent_fn fn,
+		     void *arg)
+{
+	struct tree_path tp;
+	struct org *o;
+	struct wiv_node_attr a;
+	pthread_mutex_lock(&t->lock);
+	int err = resolve(t, path, &tp, &o);
+	if (err)
+		goto out;
+	if (tp.depth == D_EVENT) {
+		err = ENOTDIR;
+		goto out;
+	}
+	if (tp.depth != D_ROOT && tp.depth != D_TYPE &&
+	    (err = stat_dir(t, path, &tp, o, &a)) != 0)
+		goto out;
+
+	struct child_walk w = {.path = strcmp(path, "/") == 0 ? "" : path,
+			       .tp = &tp, .t = t, .o = o, .fn = fn, .arg = arg};
+	int64_t first, end;
+	switch (tp.depth) {
+	case D_ROOT:
+		for (size_t i = 0; i < t->norgs && !w.stop; i++) {
+			struct org *child = t->orgs[i];
+			char cpath[1024];
+			snprintf(cpath, sizeof(cpath), "/%s", child->name);
+			struct tree_path ctp;
+			if (ensure_org_listed(t, child) != 0 ||
+			    parse_path(cpath, &ctp) != 0 ||
+			    stat_dir(t, cpath, &ctp, child, &a) != 0)
+				continue;
+			w.stop = fn(arg, child->name, &a);
+		}
+		break;
+	case D_ORG:
+		count_children(o, INT64_MIN, INT64_MAX, 0, emit_child, &w);
+		break;
+	case D_YEAR:
+		year_range(tp.year, &first, &end);
+		count_children(o, first, end, 1, emit_child, &w);
+		break;
+	case D_MONTH:
+		month_range(tp.year, tp.month, &first, &end);
+		count_children(o, first, end, 2, emit_child, &w);
+		break;
+	case D_DAY: {
+		int mask = type_mask_of_day(o, path_day(&tp));
+		for (int ty = 0; ty < WIV_TYPE_COUNT && !w.stop; ty++) {
+			if (!(mask & (1 << ty)))
+				continue;
+			char cpath[1024];
+			snprintf(cpath, sizeof(cpath), "%s/%s", path,
+				 wiv_type_name(ty));
+			struct tree_path ctp;
+			if (parse_path(cpath, &ctp) == 0 &&
+			    stat_dir(t, cpath, &ctp, o, &a) == 0)
+				w.stop = fn(arg, wiv_type_name(ty), &a);
+		}
+		break;
+	}
+	case D_TYPE: {
+		int64_t day = path_day(&tp);
+		if (!has_day(o->types[tp.type].days, o->types[tp.type].ndays,
+			     day)) {
+			err = ENOENT;
+			break;
+		}
+		struct event_dir *d;
+		err = get_event_dir(t, o, day, tp.type, &d);
+		for (size_t i = 0; !err && i < d->n && !w.stop; i++) {
+			entry_attr(&d->entries[i], &a);
+			w.stop = fn(arg, d->entries[i].name, &a);
+		}
+		break;
+	}
+	default:
+		err = ENOENT;
+	}
+out:
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
+/* ---- files ---- */
+
+struct wiv_event_handle {
+	struct object *obj;
+	struct wiv_cached_event event; /* offset, length and crc only */
+	char *text;                    /* read on first use */
+};
+
+int wiv_tree_open(struct wiv_tree *t, const char *path,
+		  struct wiv_event_handle **out)
+{
+	struct tree_path tp;
+	struct org *o;
+	pthread_mutex_lock(&t->lock);
+	int err = resolve(t, path, &tp, &o);
+	if (!err && tp.depth != D_EVENT)
+		err = EISDIR;
+	struct entry *e = NULL;
+	if (!err)
+		err = find_entry(t, &tp, o, &e);
+	if (!err) {
+		struct wiv_event_handle *h = calloc(1, sizeof(*h));
+		if (h) {
+			const struct wiv_cached_event *ev =
+				&e->obj->index->events[e->event];
+			h->obj = e->obj;
+			h->event.offset = ev->offset;
+			h->event.length = ev->length;
+			h->event.crc = ev->crc;
+			*out = h;
+		} else {
+			err = ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
+/* Reads the event text from the cache, refetching the object if its entry
+ * was evicted or found damaged meanwhile. */
+static int read_event_text(struct wiv_tree *t, struct wiv_event_handle *h)
+{
+	char *text = malloc(h->event.length ? h->event.length : 1);
+	if (!text)
+		return ENOMEM;
+	int err = wiv_cache_read_event(t->cfg.cache, h->obj->entry_id,
+				       h->obj->key, &h->event, text);
+	if (err == ENOENT || err == EBADMSG) {
+		pthread_mutex_lock(&t->lock);
+		if (h->obj->state == OBJ_READY)
+			h->obj->state = OBJ_UNLOADED;
+		pthread_mutex_unlock(&t->lock);
+		err = load_object(t, h->obj);
+		if (!err)
+			err = wiv_cache_read_event(t->cfg.cache,
+						   h->obj->entry_id,
+						   h->obj->key, &h->event, text);
+		if (err)
+			err = EIO;
+	}
+	if (err) {
+		free(text);
+		return err;
+	}
+	h->text = text;
+	return 0;
+}
+
+int wiv_tree_read(struct wiv_tree *t, struct wiv_event_handle *h, char *buf,
+		  size_t size, off_t off, size_t *nread)
+{
+	*nread = 0;
+	if (off < 0 || (uint64_t)off >= h->event.length)
+		return 0;
+	if (!h->text) {
+		int err = read_event_text(t, h);
+		if (err)
+			return err;
+	}
+	size_t avail = h->event.length - (size_t)off;
+	*nread = size < avail ? size : avail;
+	memcpy(buf, h->text + off, *nread);
+	return 0;
+}
+
+void wiv_event_handle_free(struct wiv_event_handle *h)
+{
+	if (!h)
+		return;
+	free(h->text);
+	free(h);
+}
+
+static int put_value(const char *value, size_t vlen, char *buf, size_t size,
+		     size_t *len)
+{
+	*len = vlen;
+	if (size == 0)
+		return 0;
+	if (size < vlen)
+		return ERANGE;
+	memcpy(buf, value, vlen);
+	return 0;
+}
+
+int wiv_tree_xattr(struct wiv_tree *t, const char *path, const char *name,
+		   char *buf, size_t size, size_t *len)
+{
+	struct tree_path tp;
+	struct org *o;
+	pthread_mutex_lock(&t->lock);
+	int err = resolve(t, path, &tp, &o);
+	struct entry *e = NULL;
+	if (!err && tp.depth == D_EVENT)
+		err = find_entry(t, &tp, o, &e);
+	if (err || !e) {
+		pthread_mutex_unlock(&t->lock);
+		return err ? err : (name ? ENODATA : put_value("", 0, buf, size, len));
+	}
+	const char *event_type = e->obj->index->events[e->event].event_type;
+	if (!name) {
+		static const char names[] = "user.wivaudit.key\0"
+					    "user.wivaudit.etag\0"
+					    "user.wivaudit.event_type";
+		size_t names_len = event_type ? sizeof(names)
+					      : sizeof("user.wivaudit.key\0"
+						       "user.wivaudit.etag");
+		err = put_value(names, names_len, buf, size, len);
+	} else if (strcmp(name, "user.wivaudit.key") == 0) {
+		err = put_value(e->obj->key, strlen(e->obj->key), buf, size, len);
+	} else if (strcmp(name, "user.wivaudit.etag") == 0) {
+		err = put_value(e->obj->etag, strlen(e->obj->etag), buf, size, len);
+	} else if (strcmp(name, "user.wivaudit.event_type") == 0 && event_type) {
+		err = put_value(event_type, strlen(event_type), buf, size, len);
+	} else {
+		err = ENODATA;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
+/* ---- life cycle ---- */
+
+struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg)
+{
+	struct wiv_tree *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->cfg = *cfg;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->changed, NULL);
+	return t;
+}
+
+int wiv_tree_probe(struct wiv_tree *t)
+{
+	pthread_mutex_lock(&t->lock);
+	int err = ensure_root_listed(t);
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
+static void object_free(struct object *obj)
+{
+	free(obj->key);
+	free(obj->etag);
+	free(obj->entry_id);
+	wiv_object_index_free(obj->index);
+	free(obj);
+}
+
+static void org_free(struct org *o)
+{
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++) {
+		for (size_t k = 0; k < o->types[ty].n; k++)
+			object_free(o->types[ty].objs[k]);
+		free(o->types[ty].objs);
+		free(o->types[ty].days);
+	}
+	free(o->days);
+	free(o->name);
+	free(o);
+}
+
+void wiv_tree_free(struct wiv_tree *t)
+{
+	if (!t)
+		return;
+	while (t->lru_head)
+		drop_event_dir(t, t->lru_head);
+	for (size_t i = 0; i < t->norgs; i++)
+		org_free(t->orgs[i]);
+	for (size_t i = 0; i < t->nretired_orgs; i++)
+		org_free(t->retired_orgs[i]);
+	free(t->retired_orgs);
+	free(t->orgs);
+	while (t->retired) {
+		struct object *next = t->retired->next_retired;
+		object_free(t->retired);
+		t->retired = next;
+	}
+	for (size_t i = 0; i < t->nignored; i++)
+		free(t->ignored_key_store[i]);
+	free(t->ignored_key_store);
+	wiv_strmap_clear(&t->ignored_keys);
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->changed);
+	free(t);
+}

@@ -1,0 +1,44 @@
+#!/bin/sh
+# The whole test suite, from a fresh Debian 12 machine (as root): installs
+# what the tests need, builds twice (plain, and with ASan+UBSan), runs every
+# test in both builds and ends with one line "N passed, N failed".
+set -eu
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+contrib/install-deps.sh --tests
+(cd tests/s3 && npm ci --no-audit --no-fund --loglevel=error)
+
+build() { # dir, meson options...
+	dir=$1
+	shift
+	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
+	ninja -C "$dir" >/dev/null
+}
+build build
+build build-asan -Db_sanitize=address,undefined -Db_lundef=false
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+status=0
+for dir in build build-asan; do
+	echo "== meson test in $dir"
+	meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
+done
+
+/usr/bin/python3 - "$top/build" "$top/build-asan" <<'PY'
+import json, sys
+passed = failed = skipped = 0
+for d in sys.argv[1:]:
+    with open(f"{d}/meson-logs/testlog.json") as f:
+        for line in f:
+            r = json.loads(line)["result"]
+            if r in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif r == "SKIP":
+                skipped += 1
+            else:
+                failed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit $status
