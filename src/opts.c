@@ -76,8 +76,10 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_END,
 };
 
+/* fuse_opt writes table fields at offsets into the data it is given, so the
+ * options come first. */
 struct parse_state {
-	struct wiv_options *opts;
+	struct wiv_options opts;
 	int positional;
 	int failed;
 };
@@ -125,7 +127,7 @@ static int handle_option(void *data, const char *arg, int key,
 			 struct fuse_args *outargs)
 {
 	struct parse_state *st = data;
-	struct wiv_options *o = st->opts;
+	struct wiv_options *o = &st->opts;
 	const char *value = strchr(arg, '=');
 	value = value ? value + 1 : "";
 	unsigned long n;
@@ -214,7 +216,7 @@ static char *default_cache_dir(void)
 int wiv_opts_parse(int argc, char **argv, struct wiv_options *opts,
 		   struct fuse_args *fuse_args)
 {
-	*opts = (struct wiv_options){
+	struct parse_state st = {.opts = {
 		.cache_size = 1ULL << 30,
 		.list_ttl = 60,
 		.window = 86400,
@@ -224,15 +226,15 @@ int wiv_opts_parse(int argc, char **argv, struct wiv_options *opts,
 		.timeout = 30,
 		.uid = getuid(),
 		.gid = getgid(),
-	};
+	}};
 	/* Options the table keeps (allow_other, ...) stay in fuse_args. */
 	*fuse_args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
-	struct parse_state st = {.opts = opts};
-	if (fuse_opt_parse(fuse_args, &st, option_table, handle_option) != 0 ||
-	    st.failed)
+	int rc = fuse_opt_parse(fuse_args, &st, option_table, handle_option);
+	*opts = st.opts;
+	if (rc != 0 || st.failed)
 		return EINVAL;
 	if (opts->debug)
-		opts->foreground = true;
+		opts->foreground = 1;
 
 	if (opts->show_help || opts->show_version)
 		return 0;

@@ -28,10 +28,11 @@ struct wiv_options {
 	unsigned timeout;
 	uid_t uid;
 	gid_t gid;
-	bool path_style;
-	bool offline;
-	bool foreground;
-	bool debug;
+	/* int, not bool: fuse_opt stores flags as int. */
+	int path_style;
+	int offline;
+	int foreground;
+	int debug;
 	bool show_help;
 	bool show_version;
 };
