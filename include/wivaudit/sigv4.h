@@ -10,7 +10,7 @@
 #include <time.h>
 
 /* Hex SHA-256 of the empty body: the x-amz-content-sha256 of a GET. */
-#define WIV_SIGV4_EMPTY_SHA256                                              \
+#define WIV_SIGV4_EMPTY_SHA256                                                 \
 	"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 /* One header to sign; the name in any case, the value as sent. */
@@ -63,8 +63,8 @@ int wiv_sigv4_canonical_query(const struct wiv_sigv4_param *params, size_t n,
  * "host;x-amz-date" list. Both are new strings the caller frees. Returns 0,
  * EINVAL (a header name or value with a line break, or no header) or
  * ENOMEM. */
-int wiv_sigv4_canonical_request(const struct wiv_sigv4_request *req,
-				char **out, char **signed_headers);
+int wiv_sigv4_canonical_request(const struct wiv_sigv4_request *req, char **out,
+				char **signed_headers);
 
 /* Writes the hex SHA-256 of data (64 digits and a NUL) to out. */
 void wiv_sigv4_sha256_hex(const void *data, size_t len, char out[65]);
