@@ -32,6 +32,8 @@ int wiv_fetch_object(const struct wiv_fetch_request *req,
 	int rc = wiv_cache_lookup(req->cache, req->entry_id, req->key, out);
 	if (rc == 0)
 		return 0;
+	if (req->cache_only)
+		return ENOENT;
 
 	struct pipeline p = {0};
 	p.writer = wiv_cache_writer_new(req->cache, req->entry_id);

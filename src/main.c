@@ -243,11 +243,6 @@ int main(int argc, char **argv)
 		     errno ? strerror(errno) : "not a directory");
 		goto out;
 	}
-	if (opts.offline) {
-		fail("-o offline needs the persistent listing cache, which "
-		     "this version does not have yet");
-		goto out;
-	}
 	src = open_source(&opts, &prefix);
 	if (!src)
 		goto out;
@@ -264,6 +259,8 @@ int main(int argc, char **argv)
 		.window_s = opts.window,
 		.list_ttl_s = opts.list_ttl,
 		.parallel = opts.parallel,
+		.cache_dir = opts.cache_dir,
+		.offline = opts.offline,
 	};
 	tree = wiv_tree_new(&tcfg);
 	if (!tree) {

@@ -17,6 +17,7 @@
 #include "wivaudit/daterule.h"
 #include "wivaudit/fetch.h"
 #include "wivaudit/keys.h"
+#include "wivaudit/listing_store.h"
 #include "wivaudit/log.h"
 #include "wivaudit/naming.h"
 #include "wivaudit/strmap.h"
@@ -27,6 +28,10 @@
 #define MAX_EVENT_DIRS 1024
 /* How long a failed download is remembered before it is tried again. */
 #define RETRY_FAILED_AFTER_S 5
+/* Between full listings of an org, refreshes only ask for keys newer than
+ * the newest known of each type (start-after). A full listing every this
+ * many TTLs notices objects that were replaced or deleted. */
+#define FULL_LISTING_EVERY_TTLS 10
 
 enum object_state { OBJ_UNLOADED, OBJ_LOADING, OBJ_READY, OBJ_FAILED };
 
@@ -38,6 +43,7 @@ struct object {
 	enum wiv_log_type type;
 	enum object_state state;
 	int error;
+	bool offline_logged;
 	time_t failed_at;
 	struct wiv_object_index *index;
 	struct object *next_retired;
@@ -55,6 +61,7 @@ struct org {
 	bool listed;
 	bool listing;         /* a listing is under way */
 	time_t listed_at;
+	time_t full_listed_at; /* 0: no full listing in this mount yet */
 	unsigned generation;  /* bumped when the set of objects changes */
 	struct type_listing types[WIV_TYPE_COUNT];
 	int64_t *days;        /* union of the types' days */
@@ -90,7 +97,9 @@ struct wiv_tree {
 	size_t norgs;
 	bool root_listed;
 	bool root_listing;
+	bool root_listed_from_source; /* at least once in this mount */
 	time_t root_listed_at;
+	bool unreachable_logged;
 
 	struct event_dir *lru_head, *lru_tail; /* most recent first */
 	size_t ndirs;
@@ -345,12 +354,91 @@ static void merge_orgs(struct wiv_tree *t, char **names, size_t n)
 	t->norgs = kept;
 }
 
-/* Makes sure the org list is fresh. Called and returns with the lock held. */
-static int ensure_root_listed(struct wiv_tree *t)
+/* Monotonic time at which a listing made at wall-clock time listed_at was
+ * made, so that its age counts against the TTL across remounts. */
+static time_t mono_of_wall(int64_t listed_at)
 {
+	int64_t age = (int64_t)time(NULL) - listed_at;
+	return now_s() - (time_t)(age < 0 ? INT32_MAX : age);
+}
+
+static void listing_id(const struct wiv_tree *t, const char *org, char *out,
+		       size_t len)
+{
+	snprintf(out, len, "%s|%s|%s%s", org ? "org" : "root",
+		 t->cfg.source->identity, t->cfg.prefix, org ? org : "");
+}
+
+/* A listing error that means "cannot reach S3" rather than "S3 said no":
+ * then the last listing is served, as offline. */
+static bool is_unreachable(int err)
+{
+	return err == EIO || err == ETIMEDOUT || err == ECONNREFUSED ||
+	       err == EHOSTUNREACH || err == ENETUNREACH;
+}
+
+static void log_serving_cache(struct wiv_tree *t, int err)
+{
+	if (t->unreachable_logged)
+		return;
+	t->unreachable_logged = true;
+	wiv_warn("cannot reach the bucket (%s): serving the cached listings",
+		 strerror(err));
+}
+
+static void save_root_listing(struct wiv_tree *t)
+{
+	struct wiv_listing l = {.listed_at = time(NULL), .n = t->norgs};
+	l.entries = calloc(t->norgs ? t->norgs : 1, sizeof(*l.entries));
+	if (!l.entries)
+		return;
+	for (size_t i = 0; i < t->norgs; i++)
+		l.entries[i] = (struct wiv_listing_entry){
+			.key = t->orgs[i]->name, .etag = ""};
+	char id[1024];
+	listing_id(t, NULL, id, sizeof(id));
+	wiv_listing_save(t->cfg.cache_dir, id, &l);
+	free(l.entries);
+}
+
+static bool load_root_listing(struct wiv_tree *t)
+{
+	char id[1024];
+	listing_id(t, NULL, id, sizeof(id));
+	struct wiv_listing *l;
+	if (wiv_listing_load(t->cfg.cache_dir, id, &l) != 0)
+		return false;
+	char **names = calloc(l->n ? l->n : 1, sizeof(*names));
+	if (names) {
+		for (size_t i = 0; i < l->n; i++)
+			names[i] = l->entries[i].key;
+		merge_orgs(t, names, l->n);
+		t->root_listed = true;
+		t->root_listed_at = mono_of_wall(l->listed_at);
+	}
+	free(names);
+	wiv_listing_free(l);
+	return t->root_listed;
+}
+
+/* Makes sure the org list is fresh: from disk at first, then from the
+ * source once its TTL ran out (or at once with force, for the probe).
+ * Called and returns with the lock held. */
+static int ensure_root_listed(struct wiv_tree *t, bool force)
+{
+	if (!t->root_listed)
+		load_root_listing(t);
+	if (t->cfg.offline) {
+		if (t->root_listed)
+			return 0;
+		wiv_err("offline, and no listing of the bucket is cached");
+		return EIO;
+	}
 	for (;;) {
-		if (t->root_listed &&
+		if (t->root_listed && !force &&
 		    now_s() - t->root_listed_at < (time_t)t->cfg.list_ttl_s)
+			return 0;
+		if (force && t->root_listed_from_source)
 			return 0;
 		if (!t->root_listing)
 			break;
@@ -368,12 +456,14 @@ static int ensure_root_listed(struct wiv_tree *t)
 	if (err == 0) {
 		merge_orgs(t, rc.names, rc.n);
 		t->root_listed = true;
+		t->root_listed_from_source = true;
 		t->root_listed_at = now_s();
+		t->unreachable_logged = false;
 		for (size_t i = 0; i < rc.nstray; i++)
 			log_ignored_key(t, rc.stray_keys[i]);
-	} else if (t->root_listed) {
-		wiv_warn("listing the bucket failed (%s); showing the last "
-			 "listing", strerror(err));
+		save_root_listing(t);
+	} else if (t->root_listed && is_unreachable(err)) {
+		log_serving_cache(t, err);
 		t->root_listed_at = now_s();
 		err = 0;
 	}
@@ -543,6 +633,8 @@ static void merge_org_listing(struct wiv_tree *t, struct org *o,
 		struct object *obj = NULL;
 		if (wiv_strmap_get(&known, lo->key, strlen(lo->key), &k) &&
 		    strcmp(old_objs[k]->etag, lo->etag) == 0) {
+			if (carried[k])
+				continue; /* listed twice */
 			obj = old_objs[k];
 			carried[k] = true;
 		} else {
@@ -615,10 +707,115 @@ fail:
 		free(fresh[ty].objs);
 }
 
-/* Makes sure the org's listing is fresh. Called and returns with the lock
- * held. One LIST (paginated) covers the whole org. */
+static void save_org_listing(struct wiv_tree *t, struct org *o)
+{
+	size_t n = 0;
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++)
+		n += o->types[ty].n;
+	struct wiv_listing l = {.listed_at = time(NULL), .n = 0};
+	l.entries = calloc(n ? n : 1, sizeof(*l.entries));
+	if (!l.entries)
+		return;
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++)
+		for (size_t i = 0; i < o->types[ty].n; i++)
+			l.entries[l.n++] = (struct wiv_listing_entry){
+				.key = o->types[ty].objs[i]->key,
+				.etag = o->types[ty].objs[i]->etag};
+	char id[1024];
+	listing_id(t, o->name, id, sizeof(id));
+	wiv_listing_save(t->cfg.cache_dir, id, &l);
+	free(l.entries);
+}
+
+/* Adds a known object to a collection as if it had just been listed. */
+static int collect_known(struct org_collect *oc, const struct object *obj)
+{
+	struct wiv_object_info info = {.key = obj->key, .etag = obj->etag};
+	return collect_object(oc, &info);
+}
+
+static void org_collect_free(struct org_collect *oc)
+{
+	for (size_t i = 0; i < oc->n; i++) {
+		free(oc->objs[i].key);
+		free(oc->objs[i].etag);
+	}
+	free(oc->objs);
+	for (size_t i = 0; i < oc->nstray; i++)
+		free(oc->stray_keys[i]);
+	free(oc->stray_keys);
+}
+
+static void load_org_listing(struct wiv_tree *t, struct org *o)
+{
+	char id[1024];
+	listing_id(t, o->name, id, sizeof(id));
+	struct wiv_listing *l;
+	if (wiv_listing_load(t->cfg.cache_dir, id, &l) != 0)
+		return;
+	struct org_collect oc = {.t = t};
+	int err = 0;
+	for (size_t i = 0; i < l->n && !err; i++) {
+		struct wiv_object_info info = {.key = l->entries[i].key,
+					       .etag = l->entries[i].etag};
+		err = collect_object(&oc, &info);
+	}
+	if (!err) {
+		merge_org_listing(t, o, &oc);
+		o->listed = true;
+		o->listed_at = mono_of_wall(l->listed_at);
+	}
+	org_collect_free(&oc);
+	wiv_listing_free(l);
+}
+
+/* The newest key of a type in byte order: where start-after resumes. */
+static const char *newest_key(const struct type_listing *tl)
+{
+	const char *newest = NULL;
+	for (size_t i = 0; i < tl->n; i++)
+		if (!newest || strcmp(tl->objs[i]->key, newest) > 0)
+			newest = tl->objs[i]->key;
+	return newest;
+}
+
+struct org_list_plan {
+	bool full;
+	char prefixes[WIV_TYPE_COUNT][1100]; /* org prefix + type word */
+	char *start_after[WIV_TYPE_COUNT];
+};
+
+/* Lists the org from the source, unlocked. A full listing is one paginated
+ * LIST of the whole org; an incremental one asks, per type, only for keys
+ * after the newest known (the keys of a type sort by time). */
+static int list_org(struct wiv_tree *t, const char *org_prefix,
+		    const struct org_list_plan *plan, struct org_collect *oc)
+{
+	if (plan->full)
+		return wiv_source_list(t->cfg.source, org_prefix, NULL, NULL,
+				       collect_object, NULL, oc);
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++) {
+		int err = wiv_source_list(t->cfg.source, plan->prefixes[ty],
+					  NULL, plan->start_after[ty],
+					  collect_object, NULL, oc);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Makes sure the org's listing is fresh: from disk at first, then from the
+ * source once its TTL ran out. Called and returns with the lock held. */
 static int ensure_org_listed(struct wiv_tree *t, struct org *o)
 {
+	if (!o->listed)
+		load_org_listing(t, o);
+	if (t->cfg.offline) {
+		if (o->listed)
+			return 0;
+		wiv_err("offline, and no listing of %s is cached", o->name);
+		return EIO;
+	}
 	for (;;) {
 		if (o->listed &&
 		    now_s() - o->listed_at < (time_t)t->cfg.list_ttl_s)
@@ -628,36 +825,54 @@ static int ensure_org_listed(struct wiv_tree *t, struct org *o)
 		pthread_cond_wait(&t->changed, &t->lock);
 	}
 	o->listing = true;
+
+	char org_prefix[1024];
+	snprintf(org_prefix, sizeof(org_prefix), "%s%s/", t->cfg.prefix,
+		 o->name);
+	struct org_list_plan plan = {
+		.full = o->full_listed_at == 0 ||
+			now_s() - o->full_listed_at >=
+				(time_t)t->cfg.list_ttl_s *
+					FULL_LISTING_EVERY_TTLS,
+	};
+	struct org_collect oc = {.t = t};
+	int err = 0;
+	for (int ty = 0; ty < WIV_TYPE_COUNT && !plan.full; ty++) {
+		const struct type_listing *tl = &o->types[ty];
+		snprintf(plan.prefixes[ty], sizeof(plan.prefixes[ty]),
+			 "%s%s-audit-logs-", org_prefix, wiv_type_name(ty));
+		const char *newest = newest_key(tl);
+		plan.start_after[ty] = newest ? strdup(newest) : NULL;
+		for (size_t i = 0; i < tl->n && !err; i++)
+			err = collect_known(&oc, tl->objs[i]);
+	}
 	pthread_mutex_unlock(&t->lock);
 
-	char prefix[1024];
-	snprintf(prefix, sizeof(prefix), "%s%s/", t->cfg.prefix, o->name);
-	struct org_collect oc = {.t = t};
-	int err = wiv_source_list(t->cfg.source, prefix, NULL, NULL,
-				  collect_object, NULL, &oc);
+	if (!err)
+		err = list_org(t, org_prefix, &plan, &oc);
 
 	pthread_mutex_lock(&t->lock);
 	o->listing = false;
 	if (err == 0) {
+		unsigned generation = o->generation;
 		merge_org_listing(t, o, &oc);
 		o->listed = true;
 		o->listed_at = now_s();
+		if (plan.full)
+			o->full_listed_at = o->listed_at;
+		t->unreachable_logged = false;
 		for (size_t i = 0; i < oc.nstray; i++)
 			log_ignored_key(t, oc.stray_keys[i]);
-	} else if (o->listed) {
-		wiv_warn("listing %s failed (%s); showing the last listing",
-			 prefix, strerror(err));
+		if (o->generation != generation || plan.full)
+			save_org_listing(t, o);
+	} else if (o->listed && is_unreachable(err)) {
+		log_serving_cache(t, err);
 		o->listed_at = now_s();
 		err = 0;
 	}
-	for (size_t i = 0; i < oc.n; i++) {
-		free(oc.objs[i].key);
-		free(oc.objs[i].etag);
-	}
-	free(oc.objs);
-	for (size_t i = 0; i < oc.nstray; i++)
-		free(oc.stray_keys[i]);
-	free(oc.stray_keys);
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++)
+		free(plan.start_after[ty]);
+	org_collect_free(&oc);
 	pthread_cond_broadcast(&t->changed);
 	return err;
 }
@@ -665,7 +880,7 @@ static int ensure_org_listed(struct wiv_tree *t, struct org *o)
 /* The org named by the path, listed. Lock held. */
 static int get_org(struct wiv_tree *t, const char *name, struct org **out)
 {
-	int err = ensure_root_listed(t);
+	int err = ensure_root_listed(t, false);
 	if (err)
 		return err;
 	struct org *o = find_org(t, name);
@@ -754,9 +969,17 @@ static int load_object(struct wiv_tree *t, struct object *obj)
 		.key = obj->key,
 		.etag = obj->etag,
 		.entry_id = obj->entry_id,
+		.cache_only = t->cfg.offline,
 	};
 	struct wiv_object_index *index = NULL;
 	int err = wiv_fetch_object(&req, &index);
+	if (err == ENOENT && t->cfg.offline) {
+		if (!obj->offline_logged)
+			wiv_err("offline: %s was never fetched, so its events "
+				"cannot be shown", obj->key);
+		obj->offline_logged = true;
+		err = EIO;
+	}
 
 	pthread_mutex_lock(&t->lock);
 	if (err == 0) {
@@ -1099,7 +1322,7 @@ static int popcount(int mask)
 
 static int stat_root(struct wiv_tree *t, struct wiv_node_attr *out)
 {
-	int err = ensure_root_listed(t);
+	int err = ensure_root_listed(t, false);
 	if (err)
 		return err;
 	/* The root's mtime is its newest delivery, which needs every org. */
@@ -1494,7 +1717,7 @@ struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg)
 int wiv_tree_probe(struct wiv_tree *t)
 {
 	pthread_mutex_lock(&t->lock);
-	int err = ensure_root_listed(t);
+	int err = ensure_root_listed(t, true);
 	pthread_mutex_unlock(&t->lock);
 	return err;
 }

@@ -3,6 +3,8 @@
 #ifndef WIVAUDIT_FETCH_H
 #define WIVAUDIT_FETCH_H
 
+#include <stdbool.h>
+
 #include "wivaudit/cache.h"
 #include "wivaudit/source.h"
 #include "wivaudit/split.h"
@@ -17,9 +19,10 @@ struct wiv_fetch_request {
 	const char *key;
 	const char *etag;
 	const char *entry_id; /* the cache entry to write */
+	bool cache_only;      /* offline: ENOENT rather than a download */
 };
 
-/* Returns the object's index from the cache, or downloads, splits and caches
+/* Returns the object's index from the cache, or (unless cache_only) downloads, splits and caches
  * it first. A body that is not a usable array yields an index with status
  * WIV_OBJECT_BAD (logged once by the splitter, and remembered). Returns 0
  * with *out owned by the caller, or the source's errno (nothing cached). */

@@ -21,6 +21,8 @@ struct wiv_tree_config {
 	int64_t window_s;
 	unsigned list_ttl_s;
 	unsigned parallel;         /* concurrent object downloads */
+	const char *cache_dir;     /* where listings are kept across mounts */
+	bool offline;              /* never contact the source */
 };
 
 struct wiv_node_attr {

@@ -1,0 +1,251 @@
+/* Persisted listings. A file is text, one object per line, so that it can be
+ * inspected by hand:
+ *
+ *	wivaudit-listing 1 <listed_at> <count>
+ *	<etag> <key>           (both percent-encoded: no space, tab or newline)
+ *	...
+ *	crc32 <8 hex digits>   (of every byte before this line)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+#include <zlib.h>
+
+#include "wivaudit/listing_store.h"
+#include "wivaudit/log.h"
+
+#define HEADER_WORD "wivaudit-listing"
+#define FORMAT_VERSION 1
+
+static void listing_path(const char *dir, const char *listing_id, char *out,
+			 size_t len)
+{
+	unsigned char hash[SHA256_DIGEST_LENGTH];
+	char hex[2 * SHA256_DIGEST_LENGTH + 1];
+	SHA256((const unsigned char *)listing_id, strlen(listing_id), hash);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+		sprintf(hex + 2 * i, "%02x", hash[i]);
+	snprintf(out, len, "%s/listings/%s.lst", dir, hex);
+}
+
+static void put_encoded(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c <= ' ' || c == '%' || c == 0x7f)
+			fprintf(f, "%%%02X", c);
+		else
+			fputc(c, f);
+	}
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decodes in place; returns false on a malformed escape. */
+static bool decode(char *s)
+{
+	char *out = s;
+	for (; *s; s++) {
+		if (*s != '%') {
+			*out++ = *s;
+			continue;
+		}
+		int hi = hex_value(s[1]), lo = hi < 0 ? -1 : hex_value(s[2]);
+		if (lo < 0)
+			return false;
+		*out++ = (char)(hi * 16 + lo);
+		s += 2;
+	}
+	*out = '\0';
+	return true;
+}
+
+int wiv_listing_save(const char *dir, const char *listing_id,
+		     const struct wiv_listing *l)
+{
+	char path[4096], tmp[4200], sub[4096];
+	snprintf(sub, sizeof(sub), "%s/listings", dir);
+	if (mkdir(sub, 0700) != 0 && errno != EEXIST) {
+		int err = errno;
+		wiv_err("cache: cannot create %s: %s", sub, strerror(err));
+		return err;
+	}
+	listing_path(dir, listing_id, path, sizeof(path));
+	static unsigned counter;
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path, (int)getpid(),
+		 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+
+	char *body = NULL;
+	size_t body_len = 0;
+	FILE *mem = open_memstream(&body, &body_len);
+	if (!mem)
+		return ENOMEM;
+	fprintf(mem, "%s %d %" PRId64 " %zu\n", HEADER_WORD, FORMAT_VERSION,
+		l->listed_at, l->n);
+	for (size_t i = 0; i < l->n; i++) {
+		put_encoded(mem, l->entries[i].etag[0] ? l->entries[i].etag : "-");
+		fputc(' ', mem);
+		put_encoded(mem, l->entries[i].key);
+		fputc('\n', mem);
+	}
+	if (fclose(mem) != 0) {
+		free(body);
+		return ENOMEM;
+	}
+
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int err = fd < 0 ? errno : 0;
+	if (!err) {
+		char trailer[32];
+		int tlen = snprintf(trailer, sizeof(trailer), "crc32 %08lx\n",
+				    crc32(0, (const Bytef *)body, (uInt)body_len));
+		if (write(fd, body, body_len) != (ssize_t)body_len ||
+		    write(fd, trailer, (size_t)tlen) != tlen)
+			err = errno ? errno : EIO;
+		if (close(fd) != 0 && !err)
+			err = errno;
+		if (!err && rename(tmp, path) != 0)
+			err = errno;
+		if (err)
+			unlink(tmp);
+	}
+	free(body);
+	if (err)
+		wiv_err("cache: cannot save a listing in %s: %s", sub,
+			strerror(err));
+	return err;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return NULL;
+	char *buf = NULL;
+	size_t cap = 0;
+	*len = 0;
+	for (;;) {
+		if (*len + 65536 + 1 > cap) {
+			cap = cap ? cap * 2 : 65536 * 2;
+			char *b = realloc(buf, cap);
+			if (!b) {
+				free(buf);
+				fclose(f);
+				errno = ENOMEM;
+				return NULL;
+			}
+			buf = b;
+		}
+		size_t n = fread(buf + *len, 1, 65536, f);
+		*len += n;
+		if (n == 0)
+			break;
+	}
+	fclose(f);
+	buf[*len] = '\0';
+	return buf;
+}
+
+/* Parses body (NUL-terminated, crc already checked) into a listing. */
+static int parse(char *body, struct wiv_listing *l)
+{
+	char word[32];
+	int version, used;
+	int64_t listed_at;
+	size_t n;
+	if (sscanf(body, "%31s %d %" SCNd64 " %zu\n%n", word, &version,
+		   &listed_at, &n, &used) != 4 ||
+	    strcmp(word, HEADER_WORD) != 0 || version != FORMAT_VERSION)
+		return EBADMSG;
+	/* Every line has at least "- k\n": bounds n by the data. */
+	if (n > strlen(body) / 4)
+		return EBADMSG;
+	l->listed_at = listed_at;
+	l->entries = calloc(n ? n : 1, sizeof(*l->entries));
+	if (!l->entries)
+		return ENOMEM;
+	char *p = body + used;
+	for (size_t i = 0; i < n; i++) {
+		char *nl = strchr(p, '\n');
+		char *space = strchr(p, ' ');
+		if (!nl || !space || space > nl)
+			return EBADMSG;
+		*nl = *space = '\0';
+		if (!decode(p) || !decode(space + 1) || !space[1])
+			return EBADMSG;
+		struct wiv_listing_entry *e = &l->entries[l->n];
+		e->etag = strdup(strcmp(p, "-") == 0 ? "" : p);
+		e->key = strdup(space + 1);
+		if (!e->etag || !e->key) {
+			free(e->etag);
+			free(e->key);
+			return ENOMEM;
+		}
+		l->n++;
+		p = nl + 1;
+	}
+	return *p == '\0' ? 0 : EBADMSG;
+}
+
+int wiv_listing_load(const char *dir, const char *listing_id,
+		     struct wiv_listing **out)
+{
+	char path[4096];
+	listing_path(dir, listing_id, path, sizeof(path));
+	size_t len;
+	char *buf = read_file(path, &len);
+	if (!buf)
+		return errno == ENOENT ? ENOENT : EIO;
+
+	int err = EBADMSG;
+	struct wiv_listing *l = calloc(1, sizeof(*l));
+	char *trailer = len >= 15 ? buf + len - 15 : NULL;
+	unsigned long want;
+	if (l && trailer && trailer[-1] == '\n' &&
+	    sscanf(trailer, "crc32 %8lx\n", &want) == 1 &&
+	    crc32(0, (const Bytef *)buf, (uInt)(trailer - buf)) == want) {
+		*trailer = '\0';
+		err = parse(buf, l);
+	} else if (!l) {
+		err = ENOMEM;
+	}
+	free(buf);
+	if (err) {
+		wiv_listing_free(l);
+		if (err == EBADMSG) {
+			wiv_warn("cache: damaged listing %s removed; the bucket "
+				 "will be listed again", path);
+			unlink(path);
+		}
+		return err;
+	}
+	*out = l;
+	return 0;
+}
+
+void wiv_listing_free(struct wiv_listing *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->entries[i].key);
+		free(l->entries[i].etag);
+	}
+	free(l->entries);
+	free(l);
+}
