@@ -1,0 +1,477 @@
+#!/usr/bin/env node
+// Local S3 for wivaudit's tests: s3rver on 127.0.0.1, and in front of it a
+// proxy that verifies every request's SigV4 signature the way S3 does.
+//
+// s3rver checks only the access key id (any secret, any signature passes), so
+// a test of signing or credentials against it alone proves nothing. The proxy
+// recomputes each signature with AWS's own signer (@smithy/signature-v4) and
+// answers S3's 403 XML errors, so a wrong secret or a signing bug fails here
+// the way it would against AWS.
+//
+// Usage: node server.js [--secret S] [--region R] [--log FILE] [--dir DIR]
+//   env: WIV_S3_SECRET (default S3RVER), WIV_S3_REGION (default us-east-1),
+//        WIV_S3_LOG (request log: one "method<TAB>status<TAB>op<TAB>url" line
+//        per request, op is list|get|head|put|other), WIV_S3_DIR (data dir;
+//        default a fresh temp dir removed on exit).
+// Prints "READY <proxy_port> <s3rver_port>" once both listen. Exits on
+// SIGTERM/SIGINT, and when stdin is a pipe that gets closed.
+'use strict';
+
+// s3rver's continuation tokens use DES, which OpenSSL 3 only offers with the
+// legacy provider; without it every truncated ListObjectsV2 page is a 500.
+if (!process.execArgv.includes('--openssl-legacy-provider') &&
+    !(process.env.NODE_OPTIONS || '').includes('--openssl-legacy-provider')) {
+  const { spawn } = require('child_process');
+  const child = spawn(process.execPath,
+    ['--openssl-legacy-provider', ...process.execArgv, __filename,
+      ...process.argv.slice(2)], { stdio: 'inherit' });
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+    process.on(sig, () => child.kill(sig));
+  }
+  child.on('exit', (code, sig) => process.exit(code === null ? 1 : code));
+  return;
+}
+
+const crypto = require('crypto');
+const fs = require('fs');
+const http = require('http');
+const os = require('os');
+const path = require('path');
+
+const S3rver = require('s3rver');
+const { SignatureV4 } = require('@smithy/signature-v4');
+const { Hash } = require('@smithy/hash-node');
+const { HttpRequest } = require('@smithy/protocol-http');
+
+const ACCESS_KEY = 'S3RVER';
+const MAX_SKEW_MS = 15 * 60 * 1000;
+const MAX_BODY = 256 * 1024 * 1024;
+const EMPTY_SHA256 =
+  'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+function parseArgs(argv) {
+  const opts = {
+    secret: process.env.WIV_S3_SECRET || 'S3RVER',
+    region: process.env.WIV_S3_REGION || 'us-east-1',
+    log: process.env.WIV_S3_LOG || '',
+    dir: process.env.WIV_S3_DIR || '',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--(secret|region|log|dir)$/.exec(argv[i]);
+    if (!m || i + 1 >= argv.length) {
+      process.stderr.write(`server.js: bad argument ${argv[i]}\n`);
+      process.exit(2);
+    }
+    opts[m[1]] = argv[++i];
+  }
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+
+function xmlEscape(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({
+    '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;',
+  })[c]);
+}
+
+class S3Error extends Error {
+  constructor(status, code, message, extra = {}, headers = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.extra = extra;
+    this.headers = headers;
+  }
+
+  toXML(requestId) {
+    let body = '<?xml version="1.0" encoding="UTF-8"?>\n<Error>' +
+      `<Code>${xmlEscape(this.code)}</Code>` +
+      `<Message>${xmlEscape(this.message)}</Message>`;
+    for (const [k, v] of Object.entries(this.extra)) {
+      body += `<${k}>${xmlEscape(v)}</${k}>`;
+    }
+    return body + `<RequestId>${requestId}</RequestId>` +
+      `<HostId>${requestId}</HostId></Error>`;
+  }
+}
+
+const denied = (msg) => new S3Error(403, 'AccessDenied', msg);
+const malformed = (msg) =>
+  new S3Error(400, 'AuthorizationHeaderMalformed', msg);
+
+// "20260128T101500Z" -> Date, or null.
+function parseAmzDate(s) {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(s || '');
+  if (!m) return null;
+  const d = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]));
+  return isNaN(d.getTime()) ? null : d;
+}
+
+// Query string -> { key: value | [values] }, percent-decoded; '+' stays a
+// plus (SigV4 clients encode a space as %20).
+function parseQuery(qs) {
+  const query = {};
+  if (!qs) return query;
+  for (const part of qs.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const rawK = eq < 0 ? part : part.slice(0, eq);
+    const rawV = eq < 0 ? '' : part.slice(eq + 1);
+    let k;
+    let v;
+    try {
+      k = decodeURIComponent(rawK);
+      v = decodeURIComponent(rawV);
+    } catch (e) {
+      throw new S3Error(400, 'InvalidArgument',
+        `Invalid percent-encoding in query: ${part}`);
+    }
+    if (Object.prototype.hasOwnProperty.call(query, k)) {
+      query[k] = [].concat(query[k], v);
+    } else {
+      query[k] = v;
+    }
+  }
+  return query;
+}
+
+// Header values by lower-case name, repeated headers joined with ',' as
+// SigV4's canonical form wants (node's req.headers joins some with ', ').
+function rawHeaderMap(rawHeaders) {
+  const map = new Map();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    const v = rawHeaders[i + 1];
+    map.set(name, map.has(name) ? `${map.get(name)},${v}` : v);
+  }
+  return map;
+}
+
+function parseAuthorization(auth) {
+  const sp = auth.indexOf(' ');
+  const algorithm = sp < 0 ? auth : auth.slice(0, sp);
+  if (algorithm !== 'AWS4-HMAC-SHA256') {
+    if (algorithm === 'AWS') {
+      throw new S3Error(400, 'InvalidRequest',
+        'The authorization mechanism you have provided is not supported. ' +
+        'Please use AWS4-HMAC-SHA256.');
+    }
+    throw malformed(`Unsupported authorization algorithm ${algorithm}`);
+  }
+  const parts = {};
+  for (const comp of auth.slice(sp + 1).split(',')) {
+    const c = comp.trim();
+    const eq = c.indexOf('=');
+    if (eq > 0) parts[c.slice(0, eq)] = c.slice(eq + 1);
+  }
+  for (const name of ['Credential', 'SignedHeaders', 'Signature']) {
+    if (!parts[name]) {
+      throw malformed('The authorization header is malformed; ' +
+        `missing ${name}.`);
+    }
+  }
+  const cred = parts.Credential.split('/');
+  if (cred.length !== 5 || cred[4] !== 'aws4_request') {
+    throw malformed('The authorization header is malformed; the Credential ' +
+      'is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/' +
+      'aws4_request".');
+  }
+  return {
+    accessKeyId: cred[0],
+    shortDate: cred[1],
+    region: cred[2],
+    service: cred[3],
+    signedHeaders: parts.SignedHeaders.split(';'),
+    signature: parts.Signature,
+  };
+}
+
+const sha256Hex = (buf) =>
+  crypto.createHash('sha256').update(buf).digest('hex');
+
+// Throws an S3Error unless req (with its whole body) carries a valid SigV4
+// header signature for ACCESS_KEY and opts.secret.
+async function verify(req, body) {
+  const headers = rawHeaderMap(req.rawHeaders);
+  const auth = headers.get('authorization');
+  if (auth === undefined) {
+    throw denied('Access Denied');
+  }
+  const a = parseAuthorization(auth);
+  if (a.accessKeyId !== ACCESS_KEY) {
+    throw new S3Error(403, 'InvalidAccessKeyId',
+      'The AWS Access Key Id you provided does not exist in our records.',
+      { AWSAccessKeyId: a.accessKeyId });
+  }
+  const amzDate = headers.get('x-amz-date');
+  const date = parseAmzDate(amzDate);
+  if (!date) {
+    throw denied('AWS authentication requires a valid Date or x-amz-date ' +
+      'header');
+  }
+  if (Math.abs(Date.now() - date.getTime()) > MAX_SKEW_MS) {
+    throw new S3Error(403, 'RequestTimeTooSkewed',
+      'The difference between the request time and the current time is ' +
+      'too large.', {
+        RequestTime: amzDate,
+        ServerTime: new Date().toISOString(),
+        MaxAllowedSkewMilliseconds: MAX_SKEW_MS,
+      });
+  }
+  if (a.shortDate !== amzDate.slice(0, 8)) {
+    throw malformed('The authorization header is malformed; Invalid ' +
+      `credential date "${a.shortDate}". This date is not the same as ` +
+      'X-Amz-Date: "' + amzDate.slice(0, 8) + '".');
+  }
+  if (a.region !== opts.region) {
+    throw new S3Error(400, 'AuthorizationHeaderMalformed',
+      `The authorization header is malformed; the region '${a.region}' is ` +
+      `wrong; expecting '${opts.region}'`, { Region: opts.region },
+      { 'x-amz-bucket-region': opts.region });
+  }
+  if (a.service !== 's3') {
+    throw malformed('The authorization header is malformed; incorrect ' +
+      `service "${a.service}". This endpoint belongs to "s3".`);
+  }
+  const signed = a.signedHeaders;
+  if (!signed.includes('host')) {
+    throw denied('There were headers present in the request which were not ' +
+      'signed: host');
+  }
+  for (const h of headers.keys()) {
+    if (h.startsWith('x-amz-') && !signed.includes(h)) {
+      throw denied('There were headers present in the request which were ' +
+        `not signed: ${h}`);
+    }
+  }
+  const payloadHash = headers.get('x-amz-content-sha256');
+  if (payloadHash === undefined) {
+    throw new S3Error(400, 'InvalidRequest',
+      'Missing required header for this request: x-amz-content-sha256');
+  }
+  if (payloadHash !== 'UNSIGNED-PAYLOAD') {
+    if (!/^[0-9a-f]{64}$/.test(payloadHash)) {
+      throw new S3Error(400, 'InvalidArgument',
+        'x-amz-content-sha256 must be UNSIGNED-PAYLOAD or a valid sha256 ' +
+        'value (streaming payloads are not supported by this test server).');
+    }
+    const actual = sha256Hex(body);
+    if (actual !== payloadHash) {
+      throw new S3Error(400, 'XAmzContentSHA256Mismatch',
+        "The provided 'x-amz-content-sha256' header does not match what " +
+        'was computed.', {
+          ClientComputedContentSHA256: payloadHash,
+          S3ComputedContentSHA256: actual,
+        });
+    }
+  }
+
+  // Sign exactly the client's SignedHeaders (a header it listed but did not
+  // send is signed as absent, so the signature will not match).
+  const toSign = {};
+  for (const h of signed) {
+    if (headers.has(h)) toSign[h] = headers.get(h);
+  }
+  const url = req.url;
+  const q = url.indexOf('?');
+  // S3 signs the path as sent: no normalisation, no second encoding.
+  const request = new HttpRequest({
+    method: req.method,
+    protocol: 'http:',
+    hostname: '127.0.0.1',
+    path: q < 0 ? url : url.slice(0, q),
+    query: parseQuery(q < 0 ? '' : url.slice(q + 1)),
+    headers: toSign,
+  });
+  const signer = new SignatureV4({
+    credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: opts.secret },
+    region: a.region,
+    service: 's3',
+    sha256: Hash.bind(null, 'sha256'),
+    uriEscapePath: false,
+    applyChecksum: false,
+  });
+  const out = await signer.sign(request, {
+    signingDate: date,
+    signingRegion: a.region,
+    signingService: 's3',
+    signableHeaders: new Set(signed),
+  });
+  const m = /SignedHeaders=([^,]*), Signature=([0-9a-f]+)/.exec(
+    out.headers.authorization);
+  const expectSig = m ? m[2] : '';
+  const got = Buffer.from(a.signature);
+  const want = Buffer.from(expectSig);
+  const same = got.length === want.length && crypto.timingSafeEqual(got, want);
+  if (!same || m[1] !== signed.join(';')) {
+    const canonicalHeaders = {};
+    for (const h of Object.keys(toSign)) {
+      canonicalHeaders[h] = toSign[h].replace(/[\r\n]/g, ' ')
+        .replace(/[ \t]+/g, ' ').replace(/^ | $/g, '');
+    }
+    canonicalHeaders['x-amz-date'] = amzDate;
+    const canonical = signer.createCanonicalRequest(request, canonicalHeaders,
+      payloadHash);
+    const scope = `${a.shortDate}/${a.region}/s3/aws4_request`;
+    const stringToSign = 'AWS4-HMAC-SHA256\n' + amzDate + '\n' + scope +
+      '\n' + sha256Hex(canonical);
+    throw new S3Error(403, 'SignatureDoesNotMatch',
+      'The request signature we calculated does not match the signature ' +
+      'you provided. Check your key and signing method.', {
+        AWSAccessKeyId: a.accessKeyId,
+        StringToSign: stringToSign,
+        SignatureProvided: a.signature,
+        CanonicalRequest: canonical,
+      });
+  }
+}
+
+// What a request does, for the request log (path-style addressing).
+function classify(method, url) {
+  const q = url.indexOf('?');
+  const p = q < 0 ? url : url.slice(0, q);
+  const isObject = /^\/[^/]+\/./.test(p);
+  if (method === 'GET') return isObject ? 'get' : (p === '/' ? 'other' : 'list');
+  if (method === 'HEAD') return isObject ? 'head' : 'other';
+  if (method === 'PUT' && isObject) return 'put';
+  return 'other';
+}
+
+let logFd = null;
+if (opts.log) logFd = fs.openSync(opts.log, 'a');
+
+function logRequest(req, status, note) {
+  if (logFd === null) return;
+  const line = [req.method, status, classify(req.method, req.url), req.url]
+    .join('\t') + (note ? `\t${note}` : '') + '\n';
+  fs.writeSync(logFd, line);
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection',
+  'transfer-encoding', 'te', 'trailer', 'upgrade']);
+
+function main() {
+  const ownDir = !opts.dir;
+  const dir = opts.dir || fs.mkdtempSync(path.join(os.tmpdir(), 'wivs3-'));
+  const s3 = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    directory: dir,
+    silent: true,
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  let s3port = 0;
+
+  function sendError(req, res, err) {
+    const requestId = crypto.randomBytes(8).toString('hex').toUpperCase();
+    const s3err = err instanceof S3Error ? err
+      : new S3Error(500, 'InternalError', `Proxy error: ${err.message}`);
+    const xml = s3err.toXML(requestId);
+    logRequest(req, s3err.status, s3err.code);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.writeHead(s3err.status, {
+      'Content-Type': 'application/xml',
+      'Content-Length': req.method === 'HEAD' ? 0 : Buffer.byteLength(xml),
+      'x-amz-request-id': requestId,
+      ...s3err.headers,
+    });
+    res.end(req.method === 'HEAD' ? undefined : xml);
+  }
+
+  function forward(req, res, body) {
+    const headers = {};
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (!HOP_BY_HOP.has(k)) headers[k] = v;
+    }
+    headers['content-length'] = String(body.length);
+    const up = http.request({
+      host: '127.0.0.1',
+      port: s3port,
+      method: req.method,
+      path: req.url,
+      headers,
+      agent,
+    }, (upRes) => {
+      const outHeaders = {};
+      for (const [k, v] of Object.entries(upRes.headers)) {
+        if (!HOP_BY_HOP.has(k)) outHeaders[k] = v;
+      }
+      res.writeHead(upRes.statusCode, outHeaders);
+      logRequest(req, upRes.statusCode);
+      upRes.pipe(res);
+      upRes.on('error', () => res.destroy());
+    });
+    up.on('error', (err) => sendError(req, res, err));
+    up.end(body);
+  }
+
+  const proxy = http.createServer((req, res) => {
+    const chunks = [];
+    let size = 0;
+    let tooBig = false;
+    req.on('data', (c) => {
+      size += c.length;
+      if (size > MAX_BODY) tooBig = true;
+      else chunks.push(c);
+    });
+    req.on('error', () => res.destroy());
+    req.on('end', () => {
+      if (tooBig) {
+        sendError(req, res, new S3Error(400, 'EntityTooLarge',
+          'Your proposed upload exceeds the maximum allowed size'));
+        return;
+      }
+      const body = Buffer.concat(chunks);
+      verify(req, body).then(() => forward(req, res, body),
+        (err) => sendError(req, res, err));
+    });
+  });
+  // Longer than a client's idle reuse window, so a kept-alive connection is
+  // not closed under a request in flight.
+  proxy.keepAliveTimeout = 30000;
+  proxy.headersTimeout = 35000;
+
+  let closing = false;
+  function shutdown(code) {
+    if (closing) return;
+    closing = true;
+    proxy.close();
+    proxy.closeAllConnections?.();
+    agent.destroy();
+    const done = () => {
+      if (ownDir) fs.rmSync(dir, { recursive: true, force: true });
+      process.exit(code);
+    };
+    Promise.resolve(s3.close()).then(done, done);
+    setTimeout(done, 3000).unref();
+  }
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+    process.on(sig, () => shutdown(0));
+  }
+  try {
+    const st = fs.fstatSync(0);
+    if (st.isFIFO() || st.isSocket()) {
+      process.stdin.on('end', () => shutdown(0));
+      process.stdin.on('error', () => shutdown(0));
+      process.stdin.resume();
+    }
+  } catch (e) {
+    // no stdin at all: only signals stop us
+  }
+
+  s3.run().then((addr) => {
+    s3port = addr.port;
+    proxy.listen(0, '127.0.0.1', () => {
+      process.stdout.write(`READY ${proxy.address().port} ${s3port}\n`);
+    });
+  }, (err) => {
+    process.stderr.write(`server.js: s3rver failed: ${err.stack || err}\n`);
+    shutdown(1);
+  });
+}
+
+main();
