@@ -12,8 +12,15 @@ contrib/install-deps.sh --tests
 build() { # dir, meson options...
 	dir=$1
 	shift
-	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
-	ninja -C "$dir" >/dev/null
+	log=$(mktemp)
+	if ! { [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@"; } >"$log" 2>&1 ||
+		! ninja -C "$dir" >>"$log" 2>&1; then
+		cat "$log"
+		rm -f "$log"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+	rm -f "$log"
 }
 build build
 build build-asan -Db_sanitize=address,undefined -Db_lundef=false
