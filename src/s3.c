@@ -400,7 +400,8 @@ static int deliver(struct page *p, wiv_list_object_fn on_object,
 {
 	/* S3 sends a page's keys and its common prefixes as two sorted runs;
 	 * merged, the caller sees one sequence in key order. */
-	qsort(p->v, p->n, sizeof(*p->v), cmp_entry);
+	if (p->n > 1)
+		qsort(p->v, p->n, sizeof(*p->v), cmp_entry);
 	for (size_t i = 0; i < p->n; i++) {
 		const struct entry *e = &p->v[i];
 		if (e->etag) {
