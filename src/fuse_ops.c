@@ -44,6 +44,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->attr_timeout = f->list_ttl_s;
 	cfg->negative_timeout = f->list_ttl_s < 5 ? f->list_ttl_s : 5;
 	conn->want |= conn->capable & FUSE_CAP_READDIRPLUS;
+	f->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
 	return f;
 }
 
@@ -82,10 +83,15 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	return -wiv_tree_readdir(fs()->tree, path, fill_one, &s);
 }
 
+/* Open, read, release are three round trips per file for grep; a kernel
+ * that supports it stops sending open (and release) after one ENOSYS, and
+ * reads then come by path. Event pages stay cached either way. */
 static int op_open(const char *path, struct fuse_file_info *fi)
 {
 	if ((fi->flags & O_ACCMODE) != O_RDONLY)
 		return -EROFS;
+	if (fs()->no_open)
+		return -ENOSYS;
 	struct wiv_event_handle *h;
 	int err = wiv_tree_open(fs()->tree, path, &h);
 	if (err)
@@ -100,7 +106,8 @@ static int op_read(const char *path, char *buf, size_t size, off_t off,
 {
 	struct wiv_event_handle *h = (void *)(uintptr_t)fi->fh;
 	size_t n;
-	int err = wiv_tree_read(fs()->tree, h, buf, size, off, &n);
+	int err = h ? wiv_tree_read(fs()->tree, h, buf, size, off, &n)
+		    : wiv_tree_read_path(fs()->tree, path, buf, size, off, &n);
 	return err ? -err : (int)n;
 }
 

@@ -1645,6 +1645,18 @@ int wiv_tree_read(struct wiv_tree *t, struct wiv_event_handle *h, char *buf,
 	return 0;
 }
 
+int wiv_tree_read_path(struct wiv_tree *t, const char *path, char *buf,
+		       size_t size, off_t off, size_t *nread)
+{
+	struct wiv_event_handle *h;
+	int err = wiv_tree_open(t, path, &h);
+	if (err)
+		return err;
+	err = wiv_tree_read(t, h, buf, size, off, nread);
+	wiv_event_handle_free(h);
+	return err;
+}
+
 void wiv_event_handle_free(struct wiv_event_handle *h)
 {
 	if (!h)

@@ -2,6 +2,7 @@
 #ifndef WIVAUDIT_FUSE_OPS_H
 #define WIVAUDIT_FUSE_OPS_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include <fuse.h>
@@ -14,6 +15,7 @@ struct wiv_fs {
 	uid_t uid;
 	gid_t gid;
 	double list_ttl_s;
+	bool no_open; /* the kernel may skip open/release: see op_open */
 };
 
 /* The operation table (static storage). */

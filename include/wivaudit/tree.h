@@ -66,6 +66,11 @@ int wiv_tree_open(struct wiv_tree *t, const char *path,
 int wiv_tree_read(struct wiv_tree *t, struct wiv_event_handle *h, char *buf,
 		  size_t size, off_t off, size_t *nread);
 
+/* Reads up to size bytes at off of the event file at path without a handle,
+ * for kernels that send no open (see fuse_ops.c). */
+int wiv_tree_read_path(struct wiv_tree *t, const char *path, char *buf,
+		       size_t size, off_t off, size_t *nread);
+
 /* Frees a handle; NULL is a no-op. */
 void wiv_event_handle_free(struct wiv_event_handle *h);
 
