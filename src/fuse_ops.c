@@ -65,12 +65,17 @@ struct fill_state {
 	const struct wiv_fs *fs;
 };
 
-static int fill_one(void *arg, const char *name, const struct wiv_node_attr *a)
+/* "." and ".." take offsets 1 and 2; the tree's children follow. */
+#define FIRST_CHILD_OFFSET 2
+
+static int fill_one(void *arg, const char *name, const struct wiv_node_attr *a,
+		    off_t next)
 {
 	struct fill_state *s = arg;
 	struct stat st;
 	fill_stat(s->fs, a, &st);
-	return s->filler(s->buf, name, &st, 0, FUSE_FILL_DIR_PLUS);
+	return s->filler(s->buf, name, &st, next + FIRST_CHILD_OFFSET,
+			 FUSE_FILL_DIR_PLUS);
 }
 
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
@@ -78,9 +83,12 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		      enum fuse_readdir_flags flags)
 {
 	struct fill_state s = {.buf = buf, .filler = filler, .fs = fs()};
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	return -wiv_tree_readdir(fs()->tree, path, fill_one, &s);
+	if (offset < 1 && filler(buf, ".", NULL, 1, 0))
+		return 0;
+	if (offset < 2 && filler(buf, "..", NULL, 2, 0))
+		return 0;
+	off_t start = offset > FIRST_CHILD_OFFSET ? offset - FIRST_CHILD_OFFSET : 0;
+	return -wiv_tree_readdir(fs()->tree, path, start, fill_one, &s);
 }
 
 /* Open, read, release are three round trips per file for grep; a kernel

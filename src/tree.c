@@ -1457,8 +1457,20 @@ struct child_walk {
 	struct org *o;
 	wiv_dirent_fn fn;
 	void *arg;
+	off_t start; /* children before this index were listed already */
+	off_t index; /* of the next child */
 	int stop;
 };
+
+/* Hands one child to the caller unless it comes before the start offset:
+ * the order of children is stable, so an offset names a child. */
+static void emit(struct child_walk *w, const char *name,
+		 const struct wiv_node_attr *a)
+{
+	off_t index = w->index++;
+	if (!w->stop && index >= w->start)
+		w->stop = w->fn(w->arg, name, a, index + 1);
+}
 
 static void emit_child(void *arg, int number)
 {
@@ -1473,11 +1485,11 @@ static void emit_child(void *arg, int number)
 	struct wiv_node_attr a;
 	if (parse_path(child, &ctp) == 0 &&
 	    stat_dir(w->t, child, &ctp, w->o, &a) == 0)
-		w->stop = w->fn(w->arg, name, &a);
+		emit(w, name, &a);
 }
 
-int wiv_tree_readdir(struct wiv_tree *t, const char *path, wiv_dirent_fn fn,
-		     void *arg)
+int wiv_tree_readdir(struct wiv_tree *t, const char *path, off_t start,
+		     wiv_dirent_fn fn, void *arg)
 {
 	struct tree_path tp;
 	struct org *o;
@@ -1495,7 +1507,8 @@ int wiv_tree_readdir(struct wiv_tree *t, const char *path, wiv_dirent_fn fn,
 		goto out;
 
 	struct child_walk w = {.path = strcmp(path, "/") == 0 ? "" : path,
-			       .tp = &tp, .t = t, .o = o, .fn = fn, .arg = arg};
+			       .tp = &tp, .t = t, .o = o, .fn = fn, .arg = arg,
+			       .start = start};
 	int64_t first, end;
 	switch (tp.depth) {
 	case D_ROOT:
@@ -1508,7 +1521,7 @@ int wiv_tree_readdir(struct wiv_tree *t, const char *path, wiv_dirent_fn fn,
 			    parse_path(cpath, &ctp) != 0 ||
 			    stat_dir(t, cpath, &ctp, child, &a) != 0)
 				continue;
-			w.stop = fn(arg, child->name, &a);
+			emit(&w, child->name, &a);
 		}
 		break;
 	case D_ORG:
@@ -1533,7 +1546,7 @@ int wiv_tree_readdir(struct wiv_tree *t, const char *path, wiv_dirent_fn fn,
 			struct tree_path ctp;
 			if (parse_path(cpath, &ctp) == 0 &&
 			    stat_dir(t, cpath, &ctp, o, &a) == 0)
-				w.stop = fn(arg, wiv_type_name(ty), &a);
+				emit(&w, wiv_type_name(ty), &a);
 		}
 		break;
 	}
@@ -1546,9 +1559,11 @@ int wiv_tree_readdir(struct wiv_tree *t, const char *path, wiv_dirent_fn fn,
 		}
 		struct event_dir *d;
 		err = get_event_dir(t, o, day, tp.type, &d);
-		for (size_t i = 0; !err && i < d->n && !w.stop; i++) {
+		/* Large directories come in many calls: start where asked. */
+		for (size_t i = (size_t)start; !err && i < d->n && !w.stop;
+		     i++) {
 			entry_attr(&d->entries[i], &a);
-			w.stop = fn(arg, d->entries[i].name, &a);
+			w.stop = fn(arg, d->entries[i].name, &a, (off_t)i + 1);
 		}
 		break;
 	}

@@ -50,13 +50,16 @@ int wiv_tree_probe(struct wiv_tree *t);
 int wiv_tree_stat(struct wiv_tree *t, const char *path,
 		  struct wiv_node_attr *out);
 
-/* Called once per child, in a stable order; non-zero stops the walk. */
+/* Called once per child, in a stable order; next is the offset that resumes
+ * the listing after this child. Non-zero stops the walk. */
 typedef int (*wiv_dirent_fn)(void *arg, const char *name,
-			     const struct wiv_node_attr *attr);
+			     const struct wiv_node_attr *attr, off_t next);
 
-/* Lists the children of the directory at path (ENOTDIR for a file). */
-int wiv_tree_readdir(struct wiv_tree *t, const char *path, wiv_dirent_fn fn,
-		     void *arg);
+/* Lists the children of the directory at path from offset start (0: the
+ * first child; ENOTDIR for a file). The order never changes for a given
+ * listing, so offsets stay valid across calls (telldir/seekdir). */
+int wiv_tree_readdir(struct wiv_tree *t, const char *path, off_t start,
+		     wiv_dirent_fn fn, void *arg);
 
 /* Opens the event file at path; *out is owned by the caller. */
 int wiv_tree_open(struct wiv_tree *t, const char *path,
