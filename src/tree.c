@@ -23,9 +23,6 @@
 #include "wivaudit/strmap.h"
 #include "wivaudit/tree.h"
 
-/* Built event directories kept in memory; a rebuild from cached objects is
- * cheap, so this only bounds memory. */
-#define MAX_EVENT_DIRS 1024
 /* How long a failed download is remembered before it is tried again. */
 #define RETRY_FAILED_AFTER_S 5
 /* Between full listings of an org, refreshes only ask for keys newer than
@@ -33,7 +30,9 @@
  * many TTLs notices objects that were replaced or deleted. */
 #define FULL_LISTING_EVERY_TTLS 10
 
-enum object_state { OBJ_UNLOADED, OBJ_LOADING, OBJ_READY, OBJ_FAILED };
+/* Whether an object's split events are in the cache. Indexes themselves are
+ * not kept in memory: a directory is built from them and they are freed. */
+enum object_state { OBJ_UNKNOWN, OBJ_LOADING, OBJ_CACHED, OBJ_FAILED };
 
 struct object {
 	char *key;
@@ -45,7 +44,6 @@ struct object {
 	int error;
 	bool offline_logged;
 	time_t failed_at;
-	struct wiv_object_index *index;
 	struct object *next_retired;
 };
 
@@ -69,10 +67,15 @@ struct org {
 	int64_t newest_ms;    /* newest key timestamp, -1 if none */
 };
 
+/* Everything an event file needs, so that a built directory does not pin
+ * its objects' indexes in memory. */
 struct entry {
 	char *name;
+	char *event_type;     /* NULL if the event had none */
 	struct object *obj;
-	uint32_t event;       /* index into obj->index->events */
+	uint64_t offset;      /* of the text in the object's cache entry */
+	uint32_t length;
+	uint32_t crc;
 	int64_t mtime_s;
 	uint64_t ino;
 };
@@ -102,7 +105,7 @@ struct wiv_tree {
 	bool unreachable_logged;
 
 	struct event_dir *lru_head, *lru_tail; /* most recent first */
-	size_t ndirs;
+	size_t lru_entries; /* events in the built directories */
 
 	struct object *retired; /* replaced by a newer listing */
 	struct org **retired_orgs; /* gone from the bucket */
@@ -941,14 +944,14 @@ static int64_t newest_between(const struct org *o, int type_mask,
 
 /* ---- objects ---- */
 
-static int load_object(struct wiv_tree *t, struct object *obj)
+/* Returns the object's index (caller frees), from the cache or downloaded
+ * into it. One download per object at a time: others wait for it and then
+ * read the cache. Lock not held. */
+static int fetch_index(struct wiv_tree *t, struct object *obj,
+		       struct wiv_object_index **out)
 {
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
-		if (obj->state == OBJ_READY) {
-			pthread_mutex_unlock(&t->lock);
-			return 0;
-		}
 		if (obj->state == OBJ_FAILED &&
 		    now_s() - obj->failed_at < RETRY_FAILED_AFTER_S) {
 			int err = obj->error;
@@ -971,8 +974,7 @@ static int load_object(struct wiv_tree *t, struct object *obj)
 		.entry_id = obj->entry_id,
 		.cache_only = t->cfg.offline,
 	};
-	struct wiv_object_index *index = NULL;
-	int err = wiv_fetch_object(&req, &index);
+	int err = wiv_fetch_object(&req, out);
 	if (err == ENOENT && t->cfg.offline) {
 		if (!obj->offline_logged)
 			wiv_err("offline: %s was never fetched, so its events "
@@ -983,13 +985,7 @@ static int load_object(struct wiv_tree *t, struct object *obj)
 
 	pthread_mutex_lock(&t->lock);
 	if (err == 0) {
-		/* A refetch after eviction yields the same events (same
-		 * ETag); keep the index that entries already point into. */
-		if (obj->index)
-			wiv_object_index_free(index);
-		else
-			obj->index = index;
-		obj->state = OBJ_READY;
+		obj->state = OBJ_CACHED;
 	} else {
 		obj->state = OBJ_FAILED;
 		obj->error = err;
@@ -1003,6 +999,7 @@ static int load_object(struct wiv_tree *t, struct object *obj)
 struct load_batch {
 	struct wiv_tree *t;
 	struct object **objs;
+	struct wiv_object_index **indexes;
 	size_t n;
 	atomic_size_t next;
 	atomic_int first_error;
@@ -1013,7 +1010,7 @@ static void *load_worker(void *arg)
 	struct load_batch *b = arg;
 	size_t i;
 	while ((i = atomic_fetch_add(&b->next, 1)) < b->n) {
-		int err = load_object(b->t, b->objs[i]);
+		int err = fetch_index(b->t, b->objs[i], &b->indexes[i]);
 		int none = 0;
 		if (err)
 			atomic_compare_exchange_strong(&b->first_error, &none,
@@ -1022,11 +1019,13 @@ static void *load_worker(void *arg)
 	return NULL;
 }
 
-/* Loads objects concurrently, at most cfg.parallel at a time. Lock not
- * held. Returns the first error. */
-static int load_objects(struct wiv_tree *t, struct object **objs, size_t n)
+/* Fetches the indexes of objs into indexes[] (NULL where it failed),
+ * cfg.parallel at a time. Lock not held. Returns the first error. */
+static int load_indexes(struct wiv_tree *t, struct object **objs, size_t n,
+			struct wiv_object_index **indexes)
 {
-	struct load_batch b = {.t = t, .objs = objs, .n = n};
+	struct load_batch b = {.t = t, .objs = objs, .indexes = indexes,
+			       .n = n};
 	size_t nthreads = n < t->cfg.parallel ? n : t->cfg.parallel;
 	pthread_t threads[256];
 	size_t started = 0;
@@ -1037,6 +1036,13 @@ static int load_objects(struct wiv_tree *t, struct object **objs, size_t n)
 	for (size_t i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
 	return atomic_load(&b.first_error);
+}
+
+static void free_indexes(struct wiv_object_index **indexes, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		wiv_object_index_free(indexes[i]);
+	free(indexes);
 }
 
 /* ---- event directories ---- */
@@ -1067,8 +1073,10 @@ static void lru_push_front(struct wiv_tree *t, struct event_dir *d)
 
 static void event_dir_free(struct event_dir *d)
 {
-	for (size_t i = 0; i < d->n; i++)
+	for (size_t i = 0; i < d->n; i++) {
 		free(d->entries[i].name);
+		free(d->entries[i].event_type);
+	}
 	free(d->entries);
 	wiv_strmap_clear(&d->by_name);
 	free(d);
@@ -1077,7 +1085,16 @@ static void event_dir_free(struct event_dir *d)
 static void drop_event_dir(struct wiv_tree *t, struct event_dir *d)
 {
 	lru_unlink(t, d);
-	t->ndirs--;
+	t->lru_entries -= d->n;
+	if (t->cfg.on_dir_dropped) {
+		char path[1024];
+		int y, m, dd;
+		wiv_day_to_ymd(d->day, &y, &m, &dd);
+		snprintf(path, sizeof(path), "/%s/%04d/%02d/%02d", d->org->name,
+			 y, m, dd);
+		t->cfg.on_dir_dropped(t->cfg.on_dir_dropped_arg, path,
+				      wiv_type_name(d->type));
+	}
 	event_dir_free(d);
 }
 
@@ -1088,8 +1105,8 @@ static bool type_has_day(void *arg, int64_t day)
 }
 
 static int add_entry(struct event_dir *d, size_t *cap, const char *dir_path,
-		     struct object *obj, uint32_t event, const char *base,
-		     int64_t mtime_s)
+		     struct object *obj, const struct wiv_cached_event *ev,
+		     const char *base, int64_t mtime_s)
 {
 	char name[WIV_NAME_MAX + 32];
 	snprintf(name, sizeof(name), "%s.json", base);
@@ -1109,27 +1126,33 @@ static int add_entry(struct event_dir *d, size_t *cap, const char *dir_path,
 		*cap = c;
 	}
 	struct entry *e = &d->entries[d->n];
-	e->name = strdup(name);
-	if (!e->name)
-		return ENOMEM;
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", dir_path, name);
-	e->obj = obj;
-	e->event = event;
-	e->mtime_s = mtime_s;
-	e->ino = path_ino(path);
-	if (wiv_strmap_put(&d->by_name, e->name, strlen(e->name),
+	*e = (struct entry){
+		.name = strdup(name),
+		.event_type = ev->event_type ? strdup(ev->event_type) : NULL,
+		.obj = obj,
+		.offset = ev->offset,
+		.length = ev->length,
+		.crc = ev->crc,
+		.mtime_s = mtime_s,
+	};
+	if (!e->name || (ev->event_type && !e->event_type) ||
+	    wiv_strmap_put(&d->by_name, e->name, strlen(e->name),
 			   (uint32_t)d->n)) {
 		free(e->name);
+		free(e->event_type);
 		return ENOMEM;
 	}
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir_path, name);
+	e->ino = path_ino(path);
 	d->n++;
 	return 0;
 }
 
 /* Builds the events of one day/type directory from loaded objects. */
 static int build_event_dir(struct wiv_tree *t, struct event_dir *d,
-			   struct object **objs, size_t nobjs)
+			   struct object **objs,
+			   struct wiv_object_index **indexes, size_t nobjs)
 {
 	char dir_path[1024];
 	int y, m, dd;
@@ -1143,7 +1166,7 @@ static int build_event_dir(struct wiv_tree *t, struct event_dir *d,
 	int err = 0;
 	for (size_t i = 0; i < nobjs && !err; i++) {
 		struct object *obj = objs[i];
-		const struct wiv_object_index *idx = obj->index;
+		const struct wiv_object_index *idx = indexes[i];
 		if (idx->status != WIV_OBJECT_OK)
 			continue;
 		for (size_t k = 0; k < idx->n_events && !err; k++) {
@@ -1165,8 +1188,8 @@ static int build_event_dir(struct wiv_tree *t, struct event_dir *d,
 			char base[WIV_NAME_MAX + 1];
 			wiv_event_name(ev->id_kind, ev->id, ev->id_len,
 				       obj->key_ms, ev->position, base);
-			err = add_entry(d, &cap, dir_path, obj, (uint32_t)k,
-					base, date.mtime_s);
+			err = add_entry(d, &cap, dir_path, obj, ev, base,
+					date.mtime_s);
 		}
 	}
 	wiv_strmap_clear(&seen);
@@ -1211,44 +1234,50 @@ static int get_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
 		memcpy(objs, tl->objs + first, n * sizeof(*objs));
 		unsigned generation = o->generation;
 
-		bool all_ready = true;
-		for (size_t i = 0; i < n; i++)
-			all_ready = all_ready && objs[i]->state == OBJ_READY;
-		if (!all_ready) {
-			if (attempt > 2) {
-				free(objs);
-				return EIO;
-			}
-			pthread_mutex_unlock(&t->lock);
-			int err = load_objects(t, objs, n);
-			pthread_mutex_lock(&t->lock);
+		struct wiv_object_index **indexes =
+			calloc(n ? n : 1, sizeof(*indexes));
+		if (!indexes) {
 			free(objs);
-			if (err)
-				return err == ENOENT || err == ESTALE ? EIO : err;
-			continue; /* the listing may have changed meanwhile */
+			return ENOMEM;
 		}
-		if (o->generation != generation) {
+		pthread_mutex_unlock(&t->lock);
+		int err = load_indexes(t, objs, n, indexes);
+		pthread_mutex_lock(&t->lock);
+		if (err) {
+			free_indexes(indexes, n);
+			free(objs);
+			return err == ENOENT || err == ESTALE ? EIO : err;
+		}
+		/* The listing changed meanwhile: build from the new one. */
+		if (o->generation != generation && attempt < 3) {
+			free_indexes(indexes, n);
 			free(objs);
 			continue;
 		}
 
 		d = calloc(1, sizeof(*d));
-		if (!d) {
-			free(objs);
-			return ENOMEM;
+		if (d) {
+			d->org = o;
+			d->day = day;
+			d->type = type;
+			d->generation = generation;
+			err = build_event_dir(t, d, objs, indexes, n);
 		}
-		d->org = o;
-		d->day = day;
-		d->type = type;
-		d->generation = generation;
-		int err = build_event_dir(t, d, objs, n);
+		free_indexes(indexes, n);
 		free(objs);
-		if (err) {
-			event_dir_free(d);
-			return err;
+		if (!d || err) {
+			if (d)
+				event_dir_free(d);
+			return err ? err : ENOMEM;
 		}
+		/* Another thread may have built it meanwhile. */
+		struct event_dir *other = find_event_dir(t, o, day, type);
+		if (other)
+			drop_event_dir(t, other);
 		lru_push_front(t, d);
-		if (++t->ndirs > MAX_EVENT_DIRS)
+		t->lru_entries += d->n;
+		while (t->lru_entries > t->cfg.max_events &&
+		       t->lru_tail != d)
 			drop_event_dir(t, t->lru_tail);
 		*out = d;
 		return 0;
@@ -1390,7 +1419,7 @@ static void entry_attr(const struct entry *e, struct wiv_node_attr *a)
 	*a = (struct wiv_node_attr){
 		.is_dir = false,
 		.ino = e->ino,
-		.size = e->obj->index->events[e->event].length,
+		.size = e->length,
 		.mtime_s = e->mtime_s,
 		.nlink = 1,
 	};
@@ -1598,12 +1627,10 @@ int wiv_tree_open(struct wiv_tree *t, const char *path,
 	if (!err) {
 		struct wiv_event_handle *h = calloc(1, sizeof(*h));
 		if (h) {
-			const struct wiv_cached_event *ev =
-				&e->obj->index->events[e->event];
 			h->obj = e->obj;
-			h->event.offset = ev->offset;
-			h->event.length = ev->length;
-			h->event.crc = ev->crc;
+			h->event.offset = e->offset;
+			h->event.length = e->length;
+			h->event.crc = e->crc;
 			*out = h;
 		} else {
 			err = ENOMEM;
@@ -1623,11 +1650,11 @@ static int read_event_text(struct wiv_tree *t, struct wiv_event_handle *h)
 	int err = wiv_cache_read_event(t->cfg.cache, h->obj->entry_id,
 				       h->obj->key, &h->event, text);
 	if (err == ENOENT || err == EBADMSG) {
-		pthread_mutex_lock(&t->lock);
-		if (h->obj->state == OBJ_READY)
-			h->obj->state = OBJ_UNLOADED;
-		pthread_mutex_unlock(&t->lock);
-		err = load_object(t, h->obj);
+		/* Same key and ETag: the refetched entry holds the same texts
+		 * at the same offsets. */
+		struct wiv_object_index *index = NULL;
+		err = fetch_index(t, h->obj, &index);
+		wiv_object_index_free(index);
 		if (!err)
 			err = wiv_cache_read_event(t->cfg.cache,
 						   h->obj->entry_id,
@@ -1706,7 +1733,7 @@ int wiv_tree_xattr(struct wiv_tree *t, const char *path, const char *name,
 		pthread_mutex_unlock(&t->lock);
 		return err ? err : (name ? ENODATA : put_value("", 0, buf, size, len));
 	}
-	const char *event_type = e->obj->index->events[e->event].event_type;
+	const char *event_type = e->event_type;
 	if (!name) {
 		static const char names[] = "user.wivaudit.key\0"
 					    "user.wivaudit.etag\0"
@@ -1736,6 +1763,8 @@ struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg)
 	if (!t)
 		return NULL;
 	t->cfg = *cfg;
+	if (!t->cfg.max_events)
+		t->cfg.max_events = WIV_TREE_DEFAULT_MAX_EVENTS;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->changed, NULL);
 	return t;
@@ -1754,7 +1783,6 @@ static void object_free(struct object *obj)
 	free(obj->key);
 	free(obj->etag);
 	free(obj->entry_id);
-	wiv_object_index_free(obj->index);
 	free(obj);
 }
 

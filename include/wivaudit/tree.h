@@ -13,6 +13,10 @@
 #include "wivaudit/source.h"
 #include "wivaudit/split.h"
 
+/* Events of built directories kept in memory unless configured: about
+ * 200 bytes each. */
+#define WIV_TREE_DEFAULT_MAX_EVENTS 65536
+
 struct wiv_tree_config {
 	struct wiv_source *source; /* borrowed */
 	struct wiv_cache *cache;   /* borrowed */
@@ -23,6 +27,14 @@ struct wiv_tree_config {
 	unsigned parallel;         /* concurrent object downloads */
 	const char *cache_dir;     /* where listings are kept across mounts */
 	bool offline;              /* never contact the source */
+	size_t max_events;         /* events of built directories kept (0:
+				      WIV_TREE_DEFAULT_MAX_EVENTS) */
+	/* Told (with the tree locked: it must not call back into the tree)
+	 * when the day_path/type directory is dropped from memory, so that
+	 * the kernel can forget it too. May be NULL. */
+	void (*on_dir_dropped)(void *arg, const char *day_path,
+			       const char *type);
+	void *on_dir_dropped_arg;
 };
 
 struct wiv_node_attr {
