@@ -1,34 +1,50 @@
+/* The credential chain and the provider that keeps its answer fresh. */
 #include "wivaudit/creds.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
+#include "wivaudit/awsconfig.h"
+#include "wivaudit/credsrc.h"
 #include "wivaudit/log.h"
+#include "wivaudit/sts.h"
 
 /* Temporary credentials are reloaded this long before they expire, so a
  * request signed now is not refused on arrival. */
 #define REFRESH_MARGIN_S 300
+/* After a failed reload, the next try comes after at most this long. */
+#define RETRY_MAX_S 30
+/* source_profile links followed before calling it a loop. */
+#define MAX_ROLE_DEPTH 5
+
+/* What a link of the chain needs to know. */
+struct ctx {
+	const char *profile;
+	bool explicit_profile;
+};
 
 /* One link of the chain. Returns 0 with out filled, ENOENT when this source
  * has nothing (try the next), or another errno with a message in err. */
-typedef int (*loader_fn)(const char *profile, bool explicit_profile,
-			 struct wiv_creds *out, char *err, size_t errlen);
+typedef int (*link_fn)(const struct ctx *c, struct wiv_creds *out, char *err,
+		       size_t errlen);
 
 struct wiv_creds_provider {
-	pthread_mutex_t lock; /* guards cur across refreshes */
+	pthread_mutex_t lock; /* guards everything below */
+	pthread_cond_t refreshed;
 	char *profile;
-	bool explicit_profile;
-	loader_fn loader; /* the source that answered; asked again on expiry */
+	struct ctx ctx;
+	link_fn link; /* the source that answered; asked again on expiry */
 	struct wiv_creds cur;
+	time_t refresh_at; /* 0: cur does not expire */
+	bool refreshing;   /* one caller is reloading, lock released */
+	int last_err;	   /* of the last failed reload */
 };
 
 static void wipe_free(char *s)
@@ -64,6 +80,75 @@ int wiv_creds_copy(struct wiv_creds *dst, const struct wiv_creds *src)
 	return 0;
 }
 
+int wiv_creds_parse_time(const char *s, time_t *out)
+{
+	struct tm tm = {0};
+	int n = 0, oh = 0, om = 0;
+	long off = 0;
+
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
+		   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+		return EINVAL;
+	s += n;
+	if (*s == '.')
+		for (s++; *s >= '0' && *s <= '9'; s++)
+			;
+	if ((s[0] == '+' || s[0] == '-') &&
+	    sscanf(s + 1, "%2d:%2d%n", &oh, &om, &n) == 2 && !s[1 + n]) {
+		off = (oh * 60L + om) * 60L * (s[0] == '+' ? 1 : -1);
+	} else if (strcmp(s, "Z") != 0) {
+		return EINVAL;
+	}
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
+	    tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+	    tm.tm_sec > 60)
+		return EINVAL;
+	*out = timegm(&tm) - off;
+	return 0;
+}
+
+int wiv_credsrc_from_json(const json_t *obj, const char *token_field,
+			  struct wiv_creds *out, char *err, size_t errlen)
+{
+	const char *id = json_string_value(json_object_get(obj, "AccessKeyId"));
+	const char *secret =
+	    json_string_value(json_object_get(obj, "SecretAccessKey"));
+	const json_t *token = json_object_get(obj, token_field);
+	const json_t *exp = json_object_get(obj, "Expiration");
+	time_t expiration = 0;
+
+	if (!id || !*id || !secret || !*secret) {
+		snprintf(err, errlen, "lacks %s",
+			 id && *id ? "SecretAccessKey" : "AccessKeyId");
+		return EINVAL;
+	}
+	if (token && !json_is_null(token) && !json_is_string(token)) {
+		snprintf(err, errlen, "has a %s that is not a string",
+			 token_field);
+		return EINVAL;
+	}
+	if (exp && !json_is_null(exp) &&
+	    (!json_is_string(exp) ||
+	     wiv_creds_parse_time(json_string_value(exp), &expiration))) {
+		snprintf(err, errlen, "has an Expiration that is not a time");
+		return EINVAL;
+	}
+	const char *t = json_string_value(token);
+	struct wiv_creds c = {.access_key_id = (char *)id,
+			      .secret_access_key = (char *)secret,
+			      .session_token = t && *t ? (char *)t : NULL,
+			      .expiration = expiration};
+	char source[sizeof(out->source)];
+	memcpy(source, out->source, sizeof(source));
+	int rc = wiv_creds_copy(out, &c);
+	memcpy(out->source, source, sizeof(source));
+	if (rc)
+		snprintf(err, errlen, "out of memory");
+	return rc;
+}
+
 static const char *nonempty_env(const char *name)
 {
 	const char *v = getenv(name);
@@ -71,119 +156,18 @@ static const char *nonempty_env(const char *name)
 	return v && *v ? v : NULL;
 }
 
-static const char *profile_name(const char *profile)
-{
-	if (profile && *profile)
-		return profile;
-	const char *env = nonempty_env("AWS_PROFILE");
-	return env ? env : "default";
-}
+/* --- the links --- */
 
-/* Path of a file under ~/.aws unless env names another one. Returns a new
- * string, or NULL when there is no home directory or no memory. */
-static char *aws_file(const char *env, const char *name)
-{
-	const char *set = nonempty_env(env), *home = nonempty_env("HOME");
-	struct passwd pw, *res = NULL;
-	char buf[4096], *path;
-
-	if (set)
-		return strdup(set);
-	if (!home && getpwuid_r(getuid(), &pw, buf, sizeof(buf), &res) == 0 &&
-	    res)
-		home = res->pw_dir;
-	if (!home)
-		return NULL;
-	if (asprintf(&path, "%s/.aws/%s", home, name) < 0)
-		return NULL;
-	return path;
-}
-
-static char *trim(char *s)
-{
-	char *e;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
-
-/* Reads keys[i] of [section] in an AWS ini file into values[i] (new strings,
- * NULL when absent). Returns 0 when the section exists, ENOENT when the file
- * or section does not, or the errno of a failed read. */
-static int ini_get(const char *path, const char *section,
-		   const char *const *keys, char **values, size_t n)
-{
-	FILE *f = fopen(path, "re");
-	char *line = NULL;
-	size_t cap = 0;
-	bool in = false, found = false;
-	int rc = 0;
-
-	for (size_t i = 0; i < n; i++)
-		values[i] = NULL;
-	if (!f)
-		return errno == ENOENT || errno == ENOTDIR ? ENOENT : errno;
-	while (getline(&line, &cap, f) >= 0) {
-		char *s = trim(line), *eq;
-		if (*s == '#' || *s == ';' || *s == '\0')
-			continue;
-		if (*s == '[') {
-			char *end = strchr(s, ']');
-			if (end)
-				*end = '\0';
-			in = strcmp(trim(s + 1), section) == 0;
-			found |= in;
-			continue;
-		}
-		if (!in || !(eq = strchr(s, '=')))
-			continue;
-		*eq = '\0';
-		const char *k = trim(s);
-		for (size_t i = 0; i < n; i++) {
-			if (strcmp(k, keys[i]) != 0)
-				continue;
-			char *v = strdup(trim(eq + 1));
-			if (!v) {
-				rc = ENOMEM;
-				goto out;
-			}
-			wipe_free(values[i]);
-			values[i] = v;
-		}
-	}
-	if (ferror(f))
-		rc = EIO;
-	else if (!found)
-		rc = ENOENT;
-out:
-	if (line) {
-		OPENSSL_cleanse(line, cap);
-		free(line);
-	}
-	fclose(f);
-	if (rc)
-		for (size_t i = 0; i < n; i++) {
-			wipe_free(values[i]);
-			values[i] = NULL;
-		}
-	return rc;
-}
-
-static int from_env(const char *profile, bool explicit_profile,
-		    struct wiv_creds *out, char *err, size_t errlen)
+static int from_env(const struct ctx *c, struct wiv_creds *out, char *err,
+		    size_t errlen)
 {
 	const char *id = nonempty_env("AWS_ACCESS_KEY_ID");
 	const char *secret = nonempty_env("AWS_SECRET_ACCESS_KEY");
 	const char *token = nonempty_env("AWS_SESSION_TOKEN");
 
-	(void)profile;
 	/* As with the AWS CLI's --profile: a profile asked for by name wins
 	 * over keys that happen to be in the environment. */
-	if (explicit_profile || (!id && !secret))
+	if (c->explicit_profile || (!id && !secret))
 		return ENOENT;
 	if (!id || !secret) {
 		snprintf(err, errlen, "%s is set but %s is not",
@@ -191,95 +175,425 @@ static int from_env(const char *profile, bool explicit_profile,
 			 id ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
 		return EINVAL;
 	}
-	struct wiv_creds c = {.access_key_id = (char *)id,
+	struct wiv_creds e = {.access_key_id = (char *)id,
 			      .secret_access_key = (char *)secret,
 			      .session_token = (char *)token};
-	snprintf(c.source, sizeof(c.source), "environment");
+	snprintf(e.source, sizeof(e.source), "environment");
+	return wiv_creds_copy(out, &e);
+}
+
+static int load_profile(const char *name, struct wiv_awsconfig_profile *p,
+			char *err, size_t errlen)
+{
+	int rc = wiv_awsconfig_profile_load(name, p, err, errlen);
+
+	if (rc)
+		wiv_awsconfig_profile_clear(p);
+	return rc;
+}
+
+static const char *get(const struct wiv_awsconfig_profile *p,
+		       enum wiv_awsconfig_key k)
+{
+	return wiv_awsconfig_get(p, k);
+}
+
+/* The profile's static keys, when they sit in the credentials file
+ * (in_credentials) or the config file (!in_credentials). */
+static int profile_keys(const struct wiv_awsconfig_profile *p,
+			bool in_credentials, struct wiv_creds *out, char *err,
+			size_t errlen)
+{
+	const char *id = get(p, WIV_AWSCONFIG_ACCESS_KEY_ID);
+	const char *secret = get(p, WIV_AWSCONFIG_SECRET_ACCESS_KEY);
+	enum wiv_awsconfig_key k =
+	    id ? WIV_AWSCONFIG_ACCESS_KEY_ID : WIV_AWSCONFIG_SECRET_ACCESS_KEY;
+
+	if ((!id && !secret) || p->in_credentials[k] != in_credentials)
+		return ENOENT;
+	const char *path =
+	    in_credentials ? p->credentials_path : p->config_path;
+	if (!id || !secret) {
+		snprintf(
+		    err, errlen, "%s: profile '%s' lacks %s", path, p->name,
+		    wiv_awsconfig_key_name(id ? WIV_AWSCONFIG_SECRET_ACCESS_KEY
+					      : WIV_AWSCONFIG_ACCESS_KEY_ID));
+		return EINVAL;
+	}
+	struct wiv_creds c = {.access_key_id = (char *)id,
+			      .secret_access_key = (char *)secret,
+			      .session_token =
+				  (char *)get(p, WIV_AWSCONFIG_SESSION_TOKEN)};
+	snprintf(c.source, sizeof(c.source), "%s %s, profile %s",
+		 in_credentials ? "shared credentials file" : "config file",
+		 path, p->name);
 	return wiv_creds_copy(out, &c);
 }
 
-static const char *const key_names[] = {
-    "aws_access_key_id", "aws_secret_access_key", "aws_session_token"};
-
-static int from_ini(const char *path, const char *section, const char *what,
-		    const char *profile, struct wiv_creds *out, char *err,
-		    size_t errlen)
+static int profile_process(const struct wiv_awsconfig_profile *p,
+			   struct wiv_creds *out, char *err, size_t errlen)
 {
-	char *v[3];
-	int rc = ini_get(path, section, key_names, v, 3);
+	const char *cmd = get(p, WIV_AWSCONFIG_CREDENTIAL_PROCESS);
 
-	if (rc == ENOENT)
+	if (!cmd)
 		return ENOENT;
-	if (rc) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(rc));
-		return rc;
-	}
-	if (!v[0] && !v[1]) {
-		rc = ENOENT;
-	} else if (!v[0] || !v[1] || !*v[0] || !*v[1]) {
-		snprintf(err, errlen, "%s: profile '%s' lacks %s", path,
-			 profile, v[0] && *v[0] ? key_names[1] : key_names[0]);
-		rc = EINVAL;
-	} else {
-		out->access_key_id = v[0];
-		out->secret_access_key = v[1];
-		out->session_token = v[2] && *v[2] ? v[2] : NULL;
-		out->expiration = 0;
-		snprintf(out->source, sizeof(out->source), "%s %s, profile %s",
-			 what, path, profile);
-		if (!out->session_token)
-			wipe_free(v[2]);
-		return 0;
-	}
-	for (int i = 0; i < 3; i++)
-		wipe_free(v[i]);
-	return rc;
+	return wiv_credsrc_process(cmd, p->name, out, err, errlen);
 }
 
-static int from_credentials_file(const char *profile, bool explicit_profile,
-				 struct wiv_creds *out, char *err,
-				 size_t errlen)
+/* STS is asked in the profile's region, as the AWS CLI does. */
+static void region_of(const char *profile, char *out, size_t len)
 {
-	char *path = aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
+	if (wiv_creds_region(profile, out, len))
+		snprintf(out, len, "us-east-1");
+}
+
+/* Web identity from the environment or the profile p (NULL: environment
+ * only), each setting from the environment first, as botocore does. */
+static int web_identity(const struct wiv_awsconfig_profile *p,
+			struct wiv_creds *out, char *err, size_t errlen)
+{
+	const char *file = nonempty_env("AWS_WEB_IDENTITY_TOKEN_FILE");
+	const char *arn = nonempty_env("AWS_ROLE_ARN");
+	const char *session = nonempty_env("AWS_ROLE_SESSION_NAME");
+	char region[64], *token = NULL;
+	size_t cap = 0;
+	ssize_t n;
 	int rc;
 
-	(void)explicit_profile;
-	if (!path)
+	if (p) {
+		if (!file)
+			file = get(p, WIV_AWSCONFIG_WEB_IDENTITY_TOKEN_FILE);
+		if (!arn)
+			arn = get(p, WIV_AWSCONFIG_ROLE_ARN);
+		if (!session)
+			session = get(p, WIV_AWSCONFIG_ROLE_SESSION_NAME);
+	}
+	if (!file)
 		return ENOENT;
-	rc = from_ini(path, profile, "shared credentials file", profile, out,
-		      err, errlen);
-	free(path);
+	if (!arn) {
+		snprintf(err, errlen,
+			 "web identity token file %s is set but no role ARN "
+			 "(AWS_ROLE_ARN or role_arn)",
+			 file);
+		return EINVAL;
+	}
+	/* Read afresh on every call: the token file is rotated. */
+	FILE *f = fopen(file, "re");
+	if (!f) {
+		rc = errno;
+		snprintf(err, errlen,
+			 "cannot read web identity token file %s: %s", file,
+			 strerror(rc));
+		return rc;
+	}
+	n = getdelim(&token, &cap, '\0', f);
+	fclose(f);
+	while (n > 0 && (token[n - 1] == '\n' || token[n - 1] == '\r' ||
+			 token[n - 1] == ' '))
+		token[--n] = '\0';
+	if (n <= 0) {
+		snprintf(err, errlen, "web identity token file %s is empty",
+			 file);
+		rc = EINVAL;
+		goto out;
+	}
+	region_of(p ? p->name : NULL, region, sizeof(region));
+	struct wiv_sts_role role = {
+	    .role_arn = arn, .session_name = session, .region = region};
+	rc = wiv_sts_assume_role_with_web_identity(&role, token, out, err,
+						   errlen);
+	if (!rc)
+		snprintf(out->source, sizeof(out->source),
+			 "web identity token file %s, role %s", file, arn);
+out:
+	if (token) {
+		OPENSSL_cleanse(token, cap);
+		free(token);
+	}
 	return rc;
 }
 
-/* Config-file sections are "[profile NAME]", except "[default]". */
-static char *config_section(const char *profile)
-{
-	char *s;
+static int assume_role(const struct wiv_awsconfig_profile *p, int depth,
+		       struct wiv_creds *out, char *err, size_t errlen);
 
-	if (strcmp(profile, "default") == 0)
-		return strdup("default");
-	return asprintf(&s, "profile %s", profile) < 0 ? NULL : s;
+/* Whether p is set up to assume a role with other credentials. */
+static bool has_role(const struct wiv_awsconfig_profile *p)
+{
+	return get(p, WIV_AWSCONFIG_ROLE_ARN) &&
+	       (get(p, WIV_AWSCONFIG_SOURCE_PROFILE) ||
+		get(p, WIV_AWSCONFIG_CREDENTIAL_SOURCE));
 }
 
-static int from_config_file(const char *profile, bool explicit_profile,
-			    struct wiv_creds *out, char *err, size_t errlen)
+/* The credentials of a source_profile: its own role when it has one (and
+ * no keys), else what it holds itself. */
+static int source_profile(const char *name, int depth, struct wiv_creds *out,
+			  char *err, size_t errlen)
 {
-	char *path = aws_file("AWS_CONFIG_FILE", "config");
-	char *section = config_section(profile);
-	int rc = ENOENT;
+	struct wiv_awsconfig_profile p;
+	int rc = load_profile(name, &p, err, errlen);
 
-	(void)explicit_profile;
-	if (path && section)
-		rc = from_ini(path, section, "config file", profile, out, err,
-			      errlen);
-	free(path);
-	free(section);
+	if (rc)
+		return rc;
+	bool keys = get(&p, WIV_AWSCONFIG_ACCESS_KEY_ID) ||
+		    get(&p, WIV_AWSCONFIG_SECRET_ACCESS_KEY);
+	if (!p.found) {
+		snprintf(err, errlen,
+			 "source_profile '%s' is in neither %s nor %s", name,
+			 p.credentials_path, p.config_path);
+		rc = EINVAL;
+	} else if (has_role(&p) && !keys) {
+		rc = assume_role(&p, depth + 1, out, err, errlen);
+	} else {
+		rc = get(&p, WIV_AWSCONFIG_WEB_IDENTITY_TOKEN_FILE) &&
+			     get(&p, WIV_AWSCONFIG_ROLE_ARN)
+			 ? web_identity(&p, out, err, errlen)
+			 : ENOENT;
+		if (rc == ENOENT)
+			rc = profile_keys(&p, true, out, err, errlen);
+		if (rc == ENOENT)
+			rc = profile_process(&p, out, err, errlen);
+		if (rc == ENOENT)
+			rc = profile_keys(&p, false, out, err, errlen);
+		if (rc == ENOENT) {
+			snprintf(err, errlen,
+				 "source_profile '%s' holds no credentials",
+				 name);
+			rc = EINVAL;
+		}
+	}
+	wiv_awsconfig_profile_clear(&p);
 	return rc;
 }
 
-static const loader_fn chain[] = {from_env, from_credentials_file,
-				  from_config_file};
+/* credential_source = Environment | Ec2InstanceMetadata | EcsContainer. */
+static int named_source(const char *what, struct wiv_creds *out, char *err,
+			size_t errlen)
+{
+	const struct ctx env_only = {NULL, false};
+	int rc;
+
+	if (strcmp(what, "Environment") == 0)
+		rc = from_env(&env_only, out, err, errlen);
+	else if (strcmp(what, "Ec2InstanceMetadata") == 0)
+		rc = wiv_credsrc_imds(out, err, errlen);
+	else if (strcmp(what, "EcsContainer") == 0)
+		rc = wiv_credsrc_container(out, err, errlen);
+	else {
+		snprintf(err, errlen,
+			 "credential_source '%s' is not Environment, "
+			 "Ec2InstanceMetadata or EcsContainer",
+			 what);
+		return EINVAL;
+	}
+	if (rc == ENOENT) {
+		char why[200];
+		snprintf(why, sizeof(why), "%s", err);
+		snprintf(err, errlen,
+			 "credential_source %s has no credentials%s%s", what,
+			 why[0] ? ": " : "", why);
+		rc = EINVAL;
+	}
+	return rc;
+}
+
+static int assume_role(const struct wiv_awsconfig_profile *p, int depth,
+		       struct wiv_creds *out, char *err, size_t errlen)
+{
+	const char *src = get(p, WIV_AWSCONFIG_SOURCE_PROFILE);
+	const char *arn = get(p, WIV_AWSCONFIG_ROLE_ARN);
+	const char *dur = get(p, WIV_AWSCONFIG_DURATION_SECONDS);
+	struct wiv_creds base = {0};
+	char region[64], *end;
+	unsigned long duration = 0;
+	int rc;
+
+	if (depth > MAX_ROLE_DEPTH) {
+		snprintf(err, errlen,
+			 "profile '%s': source_profile links loop or run "
+			 "deeper than %d",
+			 p->name, MAX_ROLE_DEPTH);
+		return ELOOP;
+	}
+	if (dur && ((duration = strtoul(dur, &end, 10)) < 900 || *end ||
+		    duration > 43200)) {
+		snprintf(err, errlen,
+			 "profile '%s': duration_seconds must be 900 to 43200",
+			 p->name);
+		return EINVAL;
+	}
+	if (src)
+		rc = strcmp(src, p->name) == 0
+			 ? profile_keys(p, true, &base, err, errlen)
+			 : source_profile(src, depth, &base, err, errlen);
+	else
+		rc = named_source(get(p, WIV_AWSCONFIG_CREDENTIAL_SOURCE),
+				  &base, err, errlen);
+	if (rc == ENOENT)
+		rc = profile_keys(p, false, &base, err, errlen);
+	if (rc == ENOENT) {
+		snprintf(err, errlen,
+			 "profile '%s' is its own source_profile but holds no "
+			 "keys",
+			 p->name);
+		rc = EINVAL;
+	}
+	if (rc)
+		return rc;
+	region_of(p->name, region, sizeof(region));
+	struct wiv_sts_role role = {
+	    .role_arn = arn,
+	    .session_name = get(p, WIV_AWSCONFIG_ROLE_SESSION_NAME),
+	    .external_id = get(p, WIV_AWSCONFIG_EXTERNAL_ID),
+	    .duration_s = (unsigned)duration,
+	    .region = region,
+	};
+	rc = wiv_sts_assume_role(&role, &base, out, err, errlen);
+	if (!rc)
+		snprintf(out->source, sizeof(out->source),
+			 "role %.90s of profile %.32s, assumed with "
+			 "credentials from %.80s",
+			 arn, p->name, base.source);
+	wiv_creds_clear(&base);
+	return rc;
+}
+
+/* Links 2 to 6 all read the profile; each keeps to its own settings. */
+enum profile_step { P_ROLE, P_WEB_IDENTITY, P_KEYS, P_PROCESS, P_CONFIG };
+
+static int from_profile(const struct ctx *c, enum profile_step step,
+			struct wiv_creds *out, char *err, size_t errlen)
+{
+	struct wiv_awsconfig_profile p;
+	int rc = load_profile(c->profile, &p, err, errlen);
+
+	if (rc)
+		return rc;
+	switch (step) {
+	case P_ROLE:
+		/* As the AWS CLI: a profile named but defined nowhere is an
+		 * error, not a reason to look further. */
+		if (!p.found && strcmp(p.name, "default") != 0) {
+			snprintf(err, errlen,
+				 "profile '%s' is in neither %s nor %s", p.name,
+				 p.credentials_path, p.config_path);
+			rc = EINVAL;
+		} else if (has_role(&p)) {
+			rc = assume_role(&p, 0, out, err, errlen);
+		} else if (get(&p, WIV_AWSCONFIG_ROLE_ARN) &&
+			   !get(&p, WIV_AWSCONFIG_WEB_IDENTITY_TOKEN_FILE) &&
+			   !nonempty_env("AWS_WEB_IDENTITY_TOKEN_FILE")) {
+			snprintf(err, errlen,
+				 "profile '%s' has role_arn but no "
+				 "source_profile, credential_source or "
+				 "web_identity_token_file",
+				 p.name);
+			rc = EINVAL;
+		} else {
+			rc = ENOENT;
+		}
+		break;
+	case P_WEB_IDENTITY:
+		rc = web_identity(&p, out, err, errlen);
+		break;
+	case P_KEYS:
+	case P_CONFIG:
+		rc = profile_keys(&p, step == P_KEYS, out, err, errlen);
+		break;
+	case P_PROCESS:
+		rc = profile_process(&p, out, err, errlen);
+		break;
+	}
+	wiv_awsconfig_profile_clear(&p);
+	return rc;
+}
+
+static int from_role(const struct ctx *c, struct wiv_creds *out, char *err,
+		     size_t errlen)
+{
+	return from_profile(c, P_ROLE, out, err, errlen);
+}
+
+static int from_web_identity(const struct ctx *c, struct wiv_creds *out,
+			     char *err, size_t errlen)
+{
+	return from_profile(c, P_WEB_IDENTITY, out, err, errlen);
+}
+
+static int from_credentials_file(const struct ctx *c, struct wiv_creds *out,
+				 char *err, size_t errlen)
+{
+	return from_profile(c, P_KEYS, out, err, errlen);
+}
+
+static int from_process(const struct ctx *c, struct wiv_creds *out, char *err,
+			size_t errlen)
+{
+	return from_profile(c, P_PROCESS, out, err, errlen);
+}
+
+static int from_config_file(const struct ctx *c, struct wiv_creds *out,
+			    char *err, size_t errlen)
+{
+	return from_profile(c, P_CONFIG, out, err, errlen);
+}
+
+static int from_container(const struct ctx *c, struct wiv_creds *out, char *err,
+			  size_t errlen)
+{
+	return wiv_credsrc_container(out, err, errlen);
+}
+
+static int from_imds(const struct ctx *c, struct wiv_creds *out, char *err,
+		     size_t errlen)
+{
+	return wiv_credsrc_imds(out, err, errlen);
+}
+
+static const link_fn chain[] = {
+    from_env,	  from_role,	    from_web_identity, from_credentials_file,
+    from_process, from_config_file, from_container,    from_imds,
+};
+
+/* --- the provider --- */
+
+/* When to reload credentials that expire at exp, loaded or last tried at
+ * now (after a failure when failed). */
+static time_t next_refresh(time_t now, time_t exp, bool failed)
+{
+	time_t left = exp - now;
+
+	if (!exp)
+		return 0;
+	if (!failed && left > REFRESH_MARGIN_S)
+		return exp - REFRESH_MARGIN_S;
+	/* Short-lived or failing: try again halfway to the end. */
+	left /= 2;
+	if (failed && left > RETRY_MAX_S)
+		left = RETRY_MAX_S;
+	return now + (left > 1 ? left : 1);
+}
+
+static void format_time(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* Rejects credentials that are already expired when they arrive. */
+static int check_fresh(struct wiv_creds *c, char *err, size_t errlen)
+{
+	char when[32];
+
+	if (!c->expiration || c->expiration > time(NULL))
+		return 0;
+	format_time(c->expiration, when, sizeof(when));
+	snprintf(err, errlen, "credentials from %s expired at %s (clock?)",
+		 c->source, when);
+	wiv_creds_clear(c);
+	return EACCES;
+}
 
 int wiv_creds_provider_new(const char *profile, struct wiv_creds_provider **out,
 			   char *err, size_t errlen)
@@ -288,57 +602,118 @@ int wiv_creds_provider_new(const char *profile, struct wiv_creds_provider **out,
 	int rc = ENOENT;
 
 	*out = NULL;
-	if (!p || !(p->profile = strdup(profile_name(profile)))) {
+	err[0] = '\0';
+	if (!p || !(p->profile = strdup(wiv_awsconfig_profile_name(profile)))) {
 		free(p);
 		snprintf(err, errlen, "out of memory");
 		return ENOMEM;
 	}
 	pthread_mutex_init(&p->lock, NULL);
-	p->explicit_profile = profile && *profile;
+	pthread_cond_init(&p->refreshed, NULL);
+	p->ctx.profile = p->profile;
+	p->ctx.explicit_profile = profile && *profile;
 	for (size_t i = 0; i < sizeof(chain) / sizeof(chain[0]); i++) {
-		rc = chain[i](p->profile, p->explicit_profile, &p->cur, err,
-			      errlen);
+		err[0] = '\0';
+		rc = chain[i](&p->ctx, &p->cur, err, errlen);
 		if (rc != ENOENT) {
-			p->loader = chain[i];
+			p->link = chain[i];
 			break;
 		}
 	}
-	if (rc == ENOENT)
+	if (!rc)
+		rc = check_fresh(&p->cur, err, errlen);
+	if (rc == ENOENT) {
+		/* err holds why instance metadata, the last link, said no. */
+		char why[256];
+		snprintf(why, sizeof(why), "%s", err);
 		snprintf(err, errlen,
 			 "no AWS credentials found for profile '%s' (set "
-			 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or add the "
-			 "profile to ~/.aws/credentials)",
-			 p->profile);
+			 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, add the "
+			 "profile to ~/.aws/credentials, or run with a "
+			 "container or instance role; %s)",
+			 p->profile, why[0] ? why : "no instance metadata");
+	}
 	if (rc) {
 		wiv_creds_provider_free(p);
 		return rc;
 	}
-	wiv_info("AWS credentials from %s", p->cur.source);
+	p->refresh_at = next_refresh(time(NULL), p->cur.expiration, false);
+	if (p->cur.expiration) {
+		char when[32];
+		format_time(p->cur.expiration, when, sizeof(when));
+		wiv_info("AWS credentials from %s, valid until %s",
+			 p->cur.source, when);
+	} else {
+		wiv_info("AWS credentials from %s", p->cur.source);
+	}
 	*out = p;
 	return 0;
+}
+
+/* Reloads from the link that answered first. Called with the lock held and
+ * p->refreshing set by the caller; drops the lock meanwhile, so readers go
+ * on with the old credentials. */
+static void refresh(struct wiv_creds_provider *p)
+{
+	struct wiv_creds fresh = {0};
+	char err[512] = "";
+	int rc;
+
+	pthread_mutex_unlock(&p->lock);
+	rc = p->link(&p->ctx, &fresh, err, sizeof(err));
+	if (!rc)
+		rc = check_fresh(&fresh, err, sizeof(err));
+	pthread_mutex_lock(&p->lock);
+	time_t now = time(NULL);
+	if (!rc) {
+		char when[32];
+		format_time(fresh.expiration, when, sizeof(when));
+		wiv_debug("refreshed AWS credentials from %s, valid until %s",
+			  fresh.source, when);
+		wiv_creds_clear(&p->cur);
+		p->cur = fresh;
+		p->last_err = 0;
+		p->refresh_at = next_refresh(now, p->cur.expiration, false);
+	} else {
+		wiv_warn("cannot refresh AWS credentials from %s: %s",
+			 p->cur.source, err[0] ? err : strerror(rc));
+		p->last_err = rc == ENOENT ? EACCES : rc;
+		p->refresh_at = next_refresh(now, p->cur.expiration, true);
+	}
+	p->refreshing = false;
+	pthread_cond_broadcast(&p->refreshed);
 }
 
 int wiv_creds_provider_get(struct wiv_creds_provider *p, struct wiv_creds *out)
 {
 	int rc = 0;
 
+	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&p->lock);
-	if (p->cur.expiration &&
-	    time(NULL) + REFRESH_MARGIN_S >= p->cur.expiration) {
-		struct wiv_creds fresh = {0};
-		char err[256] = "";
-		rc = p->loader(p->profile, p->explicit_profile, &fresh, err,
-			       sizeof(err));
-		if (!rc) {
-			wiv_creds_clear(&p->cur);
-			p->cur = fresh;
-		} else {
-			wiv_warn("cannot refresh AWS credentials from %s: %s",
-				 p->cur.source, err[0] ? err : strerror(rc));
+	for (;;) {
+		time_t now = time(NULL);
+		bool expired = p->cur.expiration && now >= p->cur.expiration;
+		bool due = p->refresh_at && now >= p->refresh_at;
+
+		if (!due && !expired)
+			break;
+		if (p->refreshing) {
+			/* Single flight: someone else is reloading. */
+			if (!expired)
+				break;
+			pthread_cond_wait(&p->refreshed, &p->lock);
+			continue;
 		}
+		if (!due) {
+			/* Expired, and the last reload failed a moment
+			 * ago. */
+			rc = p->last_err ? p->last_err : EACCES;
+			break;
+		}
+		p->refreshing = true;
+		refresh(p);
 	}
-	/* A failed refresh still hands out the old keys while they last. */
-	if (!rc || time(NULL) < p->cur.expiration)
+	if (!rc)
 		rc = wiv_creds_copy(out, &p->cur);
 	pthread_mutex_unlock(&p->lock);
 	return rc;
@@ -348,6 +723,7 @@ void wiv_creds_provider_free(struct wiv_creds_provider *p)
 {
 	if (!p)
 		return;
+	pthread_cond_destroy(&p->refreshed);
 	pthread_mutex_destroy(&p->lock);
 	wiv_creds_clear(&p->cur);
 	free(p->profile);
@@ -356,27 +732,19 @@ void wiv_creds_provider_free(struct wiv_creds_provider *p)
 
 int wiv_creds_region(const char *profile, char *out, size_t outlen)
 {
-	const char *env = nonempty_env("AWS_REGION");
-	char *v = NULL;
+	struct wiv_awsconfig_profile p = {0};
+	const char *r = nonempty_env("AWS_REGION");
+	char err[256];
 	int rc = ENOENT;
 
-	if (!env)
-		env = nonempty_env("AWS_DEFAULT_REGION");
-	if (env) {
-		rc = 0;
-	} else {
-		char *path = aws_file("AWS_CONFIG_FILE", "config");
-		char *section = config_section(profile_name(profile));
-		static const char *const region_key[] = {"region"};
-		if (path && section &&
-		    ini_get(path, section, region_key, &v, 1) == 0 && v && *v)
-			rc = 0;
-		free(path);
-		free(section);
-		env = v;
-	}
-	if (!rc && (size_t)snprintf(out, outlen, "%s", env) >= outlen)
-		rc = ENAMETOOLONG;
-	free(v);
+	if (!r)
+		r = nonempty_env("AWS_DEFAULT_REGION");
+	if (!r && !wiv_awsconfig_profile_load(profile, &p, err, sizeof(err)))
+		r = get(&p, WIV_AWSCONFIG_REGION);
+	if (r)
+		rc = (size_t)snprintf(out, outlen, "%s", r) >= outlen
+			 ? ENAMETOOLONG
+			 : 0;
+	wiv_awsconfig_profile_clear(&p);
 	return rc;
 }

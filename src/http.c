@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "wivaudit/log.h"
 
 /* Backoff before retry n is uniform in [0, min(CAP, BASE * 2^n)) ms: "full
@@ -47,6 +49,9 @@ struct xfer {
 	uint64_t got;	 /* 2xx body bytes received in this attempt */
 	uint64_t *delivered;
 	int cb_err; /* why a callback stopped the transfer */
+	int64_t moved;	  /* bytes moved either way, as on_progress last saw */
+	int64_t moved_at; /* when they last changed, monotonic ms */
+	int64_t stall_ms; /* abort when nothing moved for this long */
 	char *errbody;
 	size_t errlen;
 };
@@ -173,6 +178,36 @@ static void copy_value(char *dst, size_t cap, const char *v, size_t n)
 		n = cap - 1;
 	memcpy(dst, v, n);
 	dst[n] = '\0';
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Aborts the transfer once no byte moved for stall_ms. curl's low-speed
+ * check would do, but it averages over a window of about five seconds, so
+ * a stall right after a burst of bytes went unnoticed that much longer. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct xfer *x = arg;
+	int64_t now = now_ms();
+
+	(void)dltotal;
+	(void)ultotal;
+	if ((int64_t)(dlnow + ulnow) != x->moved) {
+		x->moved = (int64_t)(dlnow + ulnow);
+		x->moved_at = now;
+		return 0;
+	}
+	if (now - x->moved_at < x->stall_ms)
+		return 0;
+	x->cb_err = ETIMEDOUT;
+	return 1;
 }
 
 static size_t on_header(char *buf, size_t size, size_t n, void *arg)
@@ -360,6 +395,11 @@ static void setup(struct wiv_http *h, struct xfer *x,
 
 	curl_easy_setopt(e, CURLOPT_URL, a->url);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->headers);
+	if (x->req->body) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req->body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)x->req->body_len);
+	}
 	if (strcmp(x->req->method, "GET") != 0)
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->req->method);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -370,8 +410,12 @@ static void setup(struct wiv_http *h, struct xfer *x,
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)h->timeout_s);
 	/* No overall timeout: a large object may take long, but it must keep
 	 * moving. */
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)h->timeout_s);
+	x->moved = 0;
+	x->moved_at = now_ms();
+	x->stall_ms = (int64_t)h->timeout_s * 1000;
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
 	if (h->cafile)
 		curl_easy_setopt(e, CURLOPT_CAINFO, h->cafile);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -464,7 +508,10 @@ int wiv_http_perform(struct wiv_http *h, const struct wiv_http_request *req,
 		if (x.errlen)
 			wiv_listxml_parse_error(x.errbody, x.errlen, &res->s3);
 		res->detail[0] = '\0';
-		if (c != CURLE_OK)
+		if (c != CURLE_OK && x.cb_err == ETIMEDOUT)
+			snprintf(res->detail, sizeof(res->detail),
+				 "no byte moved for %u s", h->timeout_s);
+		else if (c != CURLE_OK)
 			snprintf(res->detail, sizeof(res->detail), "%s",
 				 errbuf[0] ? errbuf : curl_easy_strerror(c));
 		else if (x.status / 100 == 2 && x.content_length >= 0 &&
@@ -496,6 +543,88 @@ int wiv_http_perform(struct wiv_http *h, const struct wiv_http_request *req,
 	snprintf(res->etag, sizeof(res->etag), "%s", etag);
 	free(x.errbody);
 	return err;
+}
+
+struct small {
+	const struct wiv_http_small *req;
+	char *buf; /* req->max + 1 bytes once the body starts */
+	size_t len;
+	int err; /* why small_body stopped the transfer */
+};
+
+static void wipe(char *buf, size_t len)
+{
+	if (buf) {
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+	}
+}
+
+static int small_prepare(void *arg, struct wiv_http_attempt *a)
+{
+	struct small *sm = arg;
+	const char *const *h = sm->req->headers;
+
+	/* A retry starts the body over. */
+	sm->len = 0;
+	if (!(a->url = strdup(sm->req->url)))
+		return ENOMEM;
+	for (; h && *h; h++) {
+		struct curl_slist *n = curl_slist_append(a->headers, *h);
+		if (!n)
+			return ENOMEM;
+		a->headers = n;
+	}
+	return 0;
+}
+
+static int small_body(void *arg, const void *data, size_t len)
+{
+	struct small *sm = arg;
+
+	if (len > sm->req->max - sm->len) {
+		sm->err = EMSGSIZE;
+		return 1;
+	}
+	if (!sm->buf && !(sm->buf = malloc(sm->req->max + 1))) {
+		sm->err = ENOMEM;
+		return 1;
+	}
+	memcpy(sm->buf + sm->len, data, len);
+	sm->len += len;
+	return 0;
+}
+
+int wiv_http_fetch(struct wiv_http *h, const struct wiv_http_small *req,
+		   char **body, size_t *len, struct wiv_http_result *res)
+{
+	struct small sm = {.req = req};
+	struct wiv_http_request r = {
+	    .method = req->method,
+	    .what = req->what,
+	    .prepare = small_prepare,
+	    .prepare_arg = &sm,
+	    .on_body = small_body,
+	    .body_arg = &sm,
+	    .body = req->body,
+	    .body_len = req->body ? strlen(req->body) : 0,
+	};
+	int rc = wiv_http_perform(h, &r, res);
+
+	*body = NULL;
+	*len = 0;
+	if (rc == ECANCELED && sm.err)
+		rc = sm.err;
+	if (!rc && !sm.buf && !(sm.buf = malloc(1)))
+		rc = ENOMEM;
+	if (rc) {
+		wipe(sm.buf, sm.buf ? req->max + 1 : 0);
+		return rc;
+	}
+	sm.buf[sm.len] = '\0';
+	*body = sm.buf;
+	*len = sm.len;
+	return 0;
 }
 
 const char *wiv_http_describe(const struct wiv_http_result *res, char *buf,

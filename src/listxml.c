@@ -36,6 +36,8 @@ struct wiv_listxml {
 	wiv_list_prefix_fn on_prefix;
 	void *arg;
 	struct wiv_s3_error *error;
+	int field_depth; /* where <Code> and the others sit */
+	bool in_error;
 };
 
 static void fail(struct wiv_listxml *p, int err)
@@ -56,8 +58,14 @@ static void XMLCALL on_start(void *data, const XML_Char *name,
 	if (p->depth == 1) {
 		const char *want =
 		    p->doc == DOC_LIST ? "ListBucketResult" : "Error";
-		if (strcmp(name, want) != 0)
+		/* STS and the other query APIs wrap theirs:
+		 * <ErrorResponse><Error><Code>. */
+		if (p->doc == DOC_ERROR && strcmp(name, "ErrorResponse") == 0)
+			p->field_depth = 3;
+		else if (strcmp(name, want) != 0)
 			fail(p, EBADMSG);
+	} else if (p->depth == 2 && p->doc == DOC_ERROR) {
+		p->in_error = strcmp(name, "Error") == 0;
 	} else if (p->depth == 2 && p->doc == DOC_LIST) {
 		p->in_contents = strcmp(name, "Contents") == 0;
 		p->in_prefixes = strcmp(name, "CommonPrefixes") == 0;
@@ -198,7 +206,7 @@ static void end_error_element(struct wiv_listxml *p, const char *name)
 	struct wiv_s3_error *e = p->error;
 	const char *t = text(p);
 
-	if (p->depth != 2)
+	if (p->depth != p->field_depth || (p->depth == 3 && !p->in_error))
 		return;
 	if (strcmp(name, "Code") == 0)
 		copy_field(e->code, sizeof(e->code), t);
@@ -272,10 +280,11 @@ int wiv_listxml_feed(struct wiv_listxml *p, const void *data, size_t len,
 					     : EBADMSG;
 			return p->err;
 		}
-		data = (const char *)data + n;
-		len -= n;
+		/* Before stepping on: data may be NULL on a final empty feed. */
 		if (last)
 			break;
+		data = (const char *)data + n;
+		len -= n;
 	}
 	return 0;
 }
@@ -325,6 +334,7 @@ int wiv_listxml_parse_error(const void *body, size_t len,
 	if (!p)
 		return ENOMEM;
 	p->error = err;
+	p->field_depth = 2;
 	rc = wiv_listxml_feed(p, body, len, true);
 	wiv_listxml_free(p);
 	if (!rc && !err->code[0])

@@ -380,8 +380,13 @@ static void log_failure(const struct s3 *s, const struct op *op, int rc,
 static int run(struct s3 *s, struct op *op, wiv_body_fn on_body, void *arg,
 	       bool resumable, struct wiv_http_result *res)
 {
-	struct wiv_http_request req = {"GET",	op->what, prepare,  op,
-				       on_body, arg,	  resumable};
+	struct wiv_http_request req = {.method = "GET",
+				       .what = op->what,
+				       .prepare = prepare,
+				       .prepare_arg = op,
+				       .on_body = on_body,
+				       .body_arg = arg,
+				       .resumable = resumable};
 	int rc = wiv_http_perform(s->http, &req, res);
 
 	if (rc && follow_region(s, op, res))

@@ -51,7 +51,7 @@ struct wiv_http_attempt {
 };
 
 struct wiv_http_request {
-	const char *method; /* "GET"; another is sent as is, without a body */
+	const char *method; /* "GET"; another is sent as is, with body if any */
 	const char *what;   /* for debug lines: "GET org/x.json.gz" */
 	/* Builds attempt a; called before every try, so the caller signs with
 	 * a fresh date and, when a.offset > 0, asks for "Range: bytes=N-"
@@ -64,6 +64,10 @@ struct wiv_http_request {
 	wiv_body_fn on_body;
 	void *body_arg;
 	bool resumable;
+	/* Request body (a POST's form), sent as is on every try; NULL for
+	 * none. */
+	const char *body;
+	size_t body_len;
 };
 
 /* What the last attempt got, for the caller's log line and decisions. */
@@ -83,6 +87,25 @@ struct wiv_http_result {
  * failure, with wiv_http_describe. */
 int wiv_http_perform(struct wiv_http *h, const struct wiv_http_request *req,
 		     struct wiv_http_result *res);
+
+/* A small request whose whole answer is wanted, e.g. from a credential
+ * service. url and headers are sent as given on every try. */
+struct wiv_http_small {
+	const char *method;
+	const char *what; /* for log lines: "STS AssumeRole" */
+	const char *url;
+	const char *const *headers; /* "Name: value" lines, NULL-terminated;
+				       may be NULL */
+	const char *body;	    /* NULL for none */
+	size_t max;		    /* longest 2xx body accepted */
+};
+
+/* Performs req with the retry loop and sets *body to its 2xx answer (a new
+ * NUL-terminated string of *len bytes; it may hold secrets: the caller wipes
+ * and frees it). Returns 0, EMSGSIZE when the answer exceeds req->max, or
+ * an errno as for wiv_http_perform; res is always filled. */
+int wiv_http_fetch(struct wiv_http *h, const struct wiv_http_small *req,
+		   char **body, size_t *len, struct wiv_http_result *res);
 
 /* Writes a short account of a failed result to buf, e.g.
  * "403 SignatureDoesNotMatch: The request signature we calculated..." or

@@ -47,8 +47,9 @@ struct wiv_s3_error {
 	char bucket[256];  /* <BucketName> */
 };
 
-/* Parses a whole <Error> body into err (always initialised). Returns 0 when
- * it was an <Error> document with a <Code>, else EBADMSG. */
+/* Parses a whole <Error> body (or STS's <ErrorResponse><Error>) into err
+ * (always initialised). Returns 0 when it was such a document with a
+ * <Code>, else EBADMSG. */
 int wiv_listxml_parse_error(const void *body, size_t len,
 			    struct wiv_s3_error *err);
 

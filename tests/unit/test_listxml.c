@@ -195,6 +195,15 @@ static void test_error(void)
 		  "The request signature we calculated does not match & so on");
 	CHECK_STR(e.region, "");
 
+	static const char sts[] =
+	    "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/"
+	    "\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>"
+	    "Not authorized to perform sts:AssumeRole</Message></Error>"
+	    "<RequestId>r</RequestId></ErrorResponse>";
+	CHECK_INT(wiv_listxml_parse_error(sts, strlen(sts), &e), 0);
+	CHECK_STR(e.code, "AccessDenied");
+	CHECK_STR(e.message, "Not authorized to perform sts:AssumeRole");
+
 	CHECK_INT(wiv_listxml_parse_error("", 0, &e), EBADMSG);
 	CHECK_STR(e.code, "");
 	CHECK_INT(wiv_listxml_parse_error("<html>503</html>", 16, &e), EBADMSG);
