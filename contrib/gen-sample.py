@@ -40,8 +40,8 @@ EVENT_TYPES = {
 
 ORG_NAMES = ["Acme Corp", "Globex", "Initech", "Umbrella Analytics",
              "Müller & Söhne GmbH", "Société Générale d'Exemple",
-             "株式会社サンプル", "Nordlys AS", "Zürich Cloud AG", "Ωmega Labs",
-             "Stark Industries", "Wayne Enterprises"]
+             "株式会社サンプル", "Nordlys AS", "Zürich Cloud AG",
+             "Ωmega Labs", "Stark Industries", "Wayne Enterprises"]
 FIRST = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
          "ivan", "judy", "mallory", "oscar", "peggy", "trent", "victor",
          "walter", "zoë", "josé"]
@@ -340,7 +340,8 @@ class Gen:
         long_utf8 = "a" * 179 + "é" * 20
         odd_ids = ["a/b", "../../etc/passwd", "..", ".", ".hidden", "%2F",
                    "100%", "ctl\x01\x1f\x7fend", "new\nline", "tab\there",
-                   "nul\x00byte", "ü-ñ-日本-🚀", "space id", "back\\slash",
+                   "nul\x00byte", "ü-ñ-日本-🚀", "space id",
+                   "back\\slash",
                    long_ascii, long_slash, long_utf8, "dup-id", "dup-id",
                    "dup-id~2", "dup-id"]
         events = [ev("org", k, id=i) for i in odd_ids]

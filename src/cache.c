@@ -7,15 +7,17 @@
  *	data     the event texts back to back
  *	index    n_events records: REC_FIXED bytes (see R_* offsets), then the
  *	         id bytes, then the event_type bytes
+ *	key      the object key, for messages and `wivaudit cache verify`
  *
- * The header carries its own crc32, the crc32 of the index and the SHA-256
- * of the entry id (a file copied under another name is refused); each
- * record carries the crc32 of its text, checked on every read. Entries are
- *written to a temp file in the same directory and renamed into place, so
- *readers (in this process or another daemon sharing the directory) only ever
- *see whole entries; a crash leaves at worst a stray temp file, removed by a
- * later open. No fsync: after a power loss a torn entry fails its checks and
- * is refetched, which is cheaper than syncing every object.
+ * The header carries its own crc32, the crc32s of the index and of the key,
+ * and the SHA-256 of the entry id (a file copied under another name is
+ * refused); each record carries the crc32 of its text, checked on every
+ * read. Entries are written to a temp file in the same directory and renamed
+ * into place, so readers (in this process or another daemon sharing the
+ * directory) only ever see whole entries; a crash leaves at worst a stray
+ * temp file, removed by a later open. No fsync: after a power loss a torn
+ * entry fails its checks and is refetched, which is cheaper than syncing
+ * every object.
  *
  * Recency for LRU eviction is the file's mtime, set explicitly on use so it
  * survives remounts whatever the filesystem's atime mode. */
@@ -25,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +40,11 @@
 #include <zlib.h>
 
 #include "wivaudit/log.h"
+#include "wivaudit/mount_stats.h"
 
 #define MAGIC "WIVCACHE"
-#define FORMAT_VERSION 1
+/* Entries of another version are refetched, never converted. */
+#define FORMAT_VERSION 2
 
 #define H_MAGIC 0
 #define H_VERSION 8
@@ -49,8 +54,12 @@
 #define H_DATA_LEN 24
 #define H_INDEX_LEN 32
 #define H_ID_HASH 40
-#define H_CRC 72
-#define HDR_LEN 76
+#define H_KEY_LEN 72
+#define H_KEY_CRC 76
+#define H_CRC 80
+#define HDR_LEN 84
+/* S3 keys are at most 1024 bytes; anything longer is damage. */
+#define MAX_KEY_LEN 4096
 
 #define R_OFFSET 0
 #define R_LENGTH 8
@@ -66,6 +75,9 @@
 
 #define NO_TYPE UINT32_MAX
 
+/* The reason given for an entry of another format version: not damage. */
+static const char other_version[] = "written by another version";
+
 /* "ab/" + 64 hex digits + ".wvc" */
 #define SUFFIX ".wvc"
 #define BASE_LEN (2 * SHA256_DIGEST_LENGTH + sizeof(SUFFIX) - 1)
@@ -79,6 +91,8 @@
  * precision for LRU without a metadata write per read. */
 #define TOUCH_INTERVAL 60
 #define FD_SLOTS 32
+/* The stats file of a mount is rewritten at most this often (ms). */
+#define PUBLISH_INTERVAL_MS 1000
 #define WRITE_BUF (64 * 1024)
 
 /* Open entry files kept for reads. A slot is keyed by entry file name; a
@@ -111,10 +125,22 @@ struct wiv_cache {
 	uint64_t tick;
 	unsigned long tmp_counter;
 	struct fd_slot slots[FD_SLOTS];
+
+	/* Since open; atomics, so the lookup path takes no lock for them. */
+	atomic_uint_fast64_t hits, misses, downloads, download_bytes;
+	/* Publishing them for `wivaudit cache stats`: pub_mu serializes
+	 * writers of the stats file and guards pub; last_pub_ms picks, without
+	 * the lock, the one caller a second that writes. */
+	atomic_bool publishing;
+	atomic_int_fast64_t last_pub_ms;
+	pthread_mutex_t pub_mu;
+	struct wiv_mount_stats pub;
+	char *dir;
 };
 
 struct wiv_cache_writer {
 	struct wiv_cache *c;
+	char *key;
 	uint8_t hash[SHA256_DIGEST_LENGTH];
 	char name[NAME_LEN];
 	char tmp[TMP_NAME_LEN];
@@ -224,6 +250,14 @@ static time_t mono_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return ts.tv_sec;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* --- descriptor cache ------------------------------------------------ */
@@ -373,8 +407,12 @@ static void discard(struct wiv_cache *c, const char *name, int fd,
 		pthread_mutex_lock(&c->mu);
 		adjust_total(c, -(int64_t)b.st_size);
 		pthread_mutex_unlock(&c->mu);
-		wiv_warn("cache: removed damaged entry for %s (%s)",
-			 key_for_log, why);
+		if (why == other_version)
+			wiv_info("cache: replacing the entry for %s (%s)",
+				 key_for_log, why);
+		else
+			wiv_warn("cache: removed damaged entry for %s (%s)",
+				 key_for_log, why);
 	}
 	slot_forget(c, name);
 }
@@ -471,17 +509,23 @@ bad:
 	return EBADMSG;
 }
 
-/* Reads and checks a whole entry but the texts. Returns 0, EBADMSG with the
- * reason in *why, or another errno (ENOMEM, a read error). */
-static int load(int fd, const struct stat *st,
-		const uint8_t hash[SHA256_DIGEST_LENGTH],
-		struct wiv_object_index **out, const char **why)
-{
-	unsigned char h[HDR_LEN], *index;
+/* The fields of an entry's header. */
+struct header {
+	uint32_t status, n_events, index_crc, key_len, key_crc;
 	uint64_t data_len, index_len;
-	uint32_t n, status;
+	uint8_t id_hash[SHA256_DIGEST_LENGTH];
+};
+
+/* Reads and checks the header of the entry file open on fd (stat st)
+ * against the file's size. Returns 0, EBADMSG with the reason in *why,
+ * EPROTONOSUPPORT for an entry of another format version, or errno. On a
+ * header checksum mismatch *hd is filled all the same (for diagnosis). */
+static int read_header(int fd, const struct stat *st, struct header *hd,
+		       const char **why)
+{
+	unsigned char h[HDR_LEN];
+	uint64_t rest;
 	ssize_t got;
-	int err;
 
 	if (!S_ISREG(st->st_mode)) {
 		*why = "not a regular file";
@@ -494,51 +538,193 @@ static int load(int fd, const struct stat *st,
 		*why = "truncated header";
 		return EBADMSG;
 	}
-	if (memcmp(h + H_MAGIC, MAGIC, 8) != 0 ||
-	    get_u32(h + H_VERSION) != FORMAT_VERSION) {
-		*why = "unknown format";
+	if (memcmp(h + H_MAGIC, MAGIC, 8) != 0) {
+		*why = "not a cache entry";
 		return EBADMSG;
 	}
+	if (get_u32(h + H_VERSION) != FORMAT_VERSION) {
+		*why = other_version;
+		return EPROTONOSUPPORT;
+	}
+	hd->status = get_u32(h + H_STATUS);
+	hd->n_events = get_u32(h + H_N_EVENTS);
+	hd->index_crc = get_u32(h + H_INDEX_CRC);
+	hd->data_len = get_u64(h + H_DATA_LEN);
+	hd->index_len = get_u64(h + H_INDEX_LEN);
+	hd->key_len = get_u32(h + H_KEY_LEN);
+	hd->key_crc = get_u32(h + H_KEY_CRC);
+	memcpy(hd->id_hash, h + H_ID_HASH, SHA256_DIGEST_LENGTH);
 	if (crc(h, H_CRC) != get_u32(h + H_CRC)) {
 		*why = "header checksum mismatch";
 		return EBADMSG;
 	}
-	if (memcmp(h + H_ID_HASH, hash, SHA256_DIGEST_LENGTH) != 0) {
-		*why = "entry of another id";
-		return EBADMSG;
-	}
-	status = get_u32(h + H_STATUS);
-	n = get_u32(h + H_N_EVENTS);
-	data_len = get_u64(h + H_DATA_LEN);
-	index_len = get_u64(h + H_INDEX_LEN);
-	if (status > WIV_OBJECT_BAD ||
-	    (status == WIV_OBJECT_BAD && (n || data_len || index_len))) {
+	if (hd->status > WIV_OBJECT_BAD ||
+	    (hd->status == WIV_OBJECT_BAD &&
+	     (hd->n_events || hd->data_len || hd->index_len))) {
 		*why = "bad status";
 		return EBADMSG;
 	}
-	if ((uint64_t)st->st_size < HDR_LEN ||
-	    data_len > (uint64_t)st->st_size - HDR_LEN ||
-	    index_len != (uint64_t)st->st_size - HDR_LEN - data_len) {
+	rest = (uint64_t)st->st_size - HDR_LEN;
+	if (hd->key_len > MAX_KEY_LEN || hd->data_len > rest ||
+	    hd->index_len > rest - hd->data_len ||
+	    hd->key_len != rest - hd->data_len - hd->index_len) {
 		*why = "size mismatch (truncated?)";
 		return EBADMSG;
 	}
-	index = malloc(index_len ? index_len : 1);
-	if (!index)
+	return 0;
+}
+
+/* Reads and checks the index and the key of an entry whose header passed
+ * (one read: they are adjacent). Returns 0 with a new index in *out (if
+ * out), EBADMSG with the reason in *why, or errno. If key, *key is set to
+ * a new copy of the key whenever the key is intact, even if the index is
+ * not (the caller frees it either way). */
+static int read_index(int fd, const struct header *hd,
+		      struct wiv_object_index **out, char **key,
+		      const char **why)
+{
+	size_t len = hd->index_len + hd->key_len;
+	unsigned char *buf = malloc(len + 1);
+	const unsigned char *k = buf + hd->index_len;
+	bool key_ok;
+	ssize_t got;
+	int err = 0;
+
+	if (!buf)
 		return ENOMEM;
-	got = pread_full(fd, index, index_len, HDR_LEN + data_len);
+	got = pread_full(fd, buf, len, HDR_LEN + hd->data_len);
 	if (got < 0) {
 		err = errno;
-	} else if ((uint64_t)got != index_len) {
+		goto out;
+	}
+	if ((uint64_t)got != len) {
 		*why = "truncated index";
 		err = EBADMSG;
-	} else if (crc(index, index_len) != get_u32(h + H_INDEX_CRC)) {
+		goto out;
+	}
+	key_ok = crc(k, hd->key_len) == hd->key_crc &&
+		 !memchr(k, '\0', hd->key_len);
+	if (key_ok && key && !(*key = strndup((const char *)k, hd->key_len))) {
+		err = ENOMEM;
+	} else if (crc(buf, hd->index_len) != hd->index_crc) {
 		*why = "index checksum mismatch";
 		err = EBADMSG;
-	} else {
-		err = decode_index(index, index_len, n, data_len,
-				   (enum wiv_object_status)status, out, why);
+	} else if (!key_ok) {
+		*why = "key checksum mismatch";
+		err = EBADMSG;
+	} else if (out) {
+		err = decode_index(buf, hd->index_len, hd->n_events,
+				   hd->data_len,
+				   (enum wiv_object_status)hd->status, out,
+				   why);
 	}
-	free(index);
+out:
+	free(buf);
+	return err;
+}
+
+/* Reads and checks a whole entry but the texts. Returns 0, EBADMSG
+ * (another version's entry included) with the reason in *why, or another
+ * errno (ENOMEM, a read error). */
+static int load(int fd, const struct stat *st,
+		const uint8_t hash[SHA256_DIGEST_LENGTH],
+		struct wiv_object_index **out, const char **why)
+{
+	struct header hd;
+	int err = read_header(fd, st, &hd, why);
+
+	if (err == EPROTONOSUPPORT)
+		return EBADMSG;
+	if (err)
+		return err;
+	if (memcmp(hd.id_hash, hash, SHA256_DIGEST_LENGTH) != 0) {
+		*why = "entry of another id";
+		return EBADMSG;
+	}
+	return read_index(fd, &hd, out, NULL, why);
+}
+
+/* Whether base (64 hex digits + SUFFIX) names the entry of hash. */
+static bool name_matches(const char *base, const uint8_t *hash)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+		if (base[2 * i] != hex[hash[i] >> 4] ||
+		    base[2 * i + 1] != hex[hash[i] & 15])
+			return false;
+	return true;
+}
+
+/* Checks every event text against its crc. */
+static int check_texts(int fd, const struct wiv_object_index *idx,
+		       const char **why)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < idx->n_events && !err; i++) {
+		const struct wiv_cached_event *ev = &idx->events[i];
+		ssize_t got;
+
+		if (ev->length > cap) {
+			char *b = realloc(buf, ev->length);
+			if (!b) {
+				err = ENOMEM;
+				break;
+			}
+			buf = b;
+			cap = ev->length;
+		}
+		got = pread_full(fd, buf, ev->length, HDR_LEN + ev->offset);
+		if (got < 0) {
+			err = errno;
+		} else if ((size_t)got != ev->length ||
+			   crc(buf, ev->length) != ev->crc) {
+			*why = "event checksum mismatch";
+			err = EBADMSG;
+		}
+	}
+	free(buf);
+	return err;
+}
+
+int wiv_cache_inspect(int fd, const char *base_name, bool deep,
+		      struct wiv_cache_entry_info *info, const char **why)
+{
+	struct wiv_object_index *idx = NULL;
+	struct header hd;
+	struct stat st;
+	int err;
+
+	info->key = NULL;
+	if (fstat(fd, &st) != 0)
+		return errno;
+	info->bytes = (uint64_t)st.st_size;
+	err = read_header(fd, &st, &hd, why);
+	if (err == EBADMSG && strcmp(*why, "header checksum mismatch") == 0 &&
+	    hd.key_len <= MAX_KEY_LEN && hd.data_len <= info->bytes &&
+	    hd.index_len <= info->bytes &&
+	    hd.data_len + hd.index_len + hd.key_len + HDR_LEN ==
+		    (uint64_t)st.st_size) {
+		const char *ignored;
+		/* The key is still worth naming if its own crc holds. */
+		if (read_index(fd, &hd, NULL, &info->key, &ignored) == ENOMEM)
+			return ENOMEM;
+	}
+	if (err)
+		return err;
+	info->status = (enum wiv_object_status)hd.status;
+	info->n_events = hd.n_events;
+	err = read_index(fd, &hd, deep ? &idx : NULL, &info->key, why);
+	if (!err && !name_matches(base_name, hd.id_hash)) {
+		*why = "entry of another id";
+		err = EBADMSG;
+	}
+	if (!err && deep)
+		err = check_texts(fd, idx, why);
+	wiv_object_index_free(idx);
 	return err;
 }
 
@@ -745,6 +931,96 @@ out:
 	flock(c->lock_fd, LOCK_UN);
 }
 
+/* --- counters -------------------------------------------------------- */
+
+/* Writes the stats file, unless publishing stopped meanwhile. */
+static void publish(struct wiv_cache *c)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&c->pub_mu);
+	if (atomic_load(&c->publishing)) {
+		c->pub.updated_at = time(NULL);
+		c->pub.hits = atomic_load(&c->hits);
+		c->pub.misses = atomic_load(&c->misses);
+		c->pub.downloads = atomic_load(&c->downloads);
+		c->pub.download_bytes = atomic_load(&c->download_bytes);
+		err = wiv_mount_stats_write(c->dir, &c->pub);
+	}
+	pthread_mutex_unlock(&c->pub_mu);
+	if (err)
+		wiv_debug("cache: cannot write the stats file: %s",
+			  strerror(err));
+}
+
+/* Adds n to a counter, and publishes if the last publication is older than
+ * PUBLISH_INTERVAL_MS. */
+static void count(struct wiv_cache *c, atomic_uint_fast64_t *counter,
+		  uint64_t n)
+{
+	int_fast64_t last, now;
+
+	atomic_fetch_add(counter, n);
+	if (!atomic_load(&c->publishing))
+		return;
+	now = mono_ms();
+	last = atomic_load(&c->last_pub_ms);
+	if (now - last >= PUBLISH_INTERVAL_MS &&
+	    atomic_compare_exchange_strong(&c->last_pub_ms, &last, now))
+		publish(c);
+}
+
+void wiv_cache_note_download(struct wiv_cache *c, uint64_t bytes)
+{
+	atomic_fetch_add(&c->download_bytes, bytes);
+	count(c, &c->downloads, 1);
+}
+
+void wiv_cache_counters(struct wiv_cache *c, struct wiv_cache_counters *out)
+{
+	out->hits = atomic_load(&c->hits);
+	out->misses = atomic_load(&c->misses);
+	out->downloads = atomic_load(&c->downloads);
+	out->download_bytes = atomic_load(&c->download_bytes);
+}
+
+int wiv_cache_publish(struct wiv_cache *c, const char *mountpoint,
+		      const char *source)
+{
+	char *m = strdup(mountpoint), *s = strdup(source);
+
+	if (!m || !s) {
+		free(m);
+		free(s);
+		return ENOMEM;
+	}
+	pthread_mutex_lock(&c->pub_mu);
+	free(c->pub.mountpoint);
+	free(c->pub.source);
+	c->pub.mountpoint = m;
+	c->pub.source = s;
+	c->pub.pid = getpid();
+	c->pub.started_at = time(NULL);
+	c->pub.cache_bound = c->max_bytes;
+	atomic_store(&c->publishing, true);
+	pthread_mutex_unlock(&c->pub_mu);
+	atomic_store(&c->last_pub_ms, mono_ms());
+	publish(c);
+	return 0;
+}
+
+void wiv_cache_unpublish(struct wiv_cache *c)
+{
+	pthread_mutex_lock(&c->pub_mu);
+	if (atomic_load(&c->publishing))
+		wiv_mount_stats_remove(c->dir, c->pub.pid);
+	atomic_store(&c->publishing, false);
+	free(c->pub.mountpoint);
+	free(c->pub.source);
+	c->pub.mountpoint = c->pub.source = NULL;
+	pthread_mutex_unlock(&c->pub_mu);
+}
+
 /* --- public ---------------------------------------------------------- */
 
 struct wiv_cache *wiv_cache_open(const char *dir, uint64_t max_bytes, char *err,
@@ -765,6 +1041,12 @@ struct wiv_cache *wiv_cache_open(const char *dir, uint64_t max_bytes, char *err,
 		c->slots[i].fd = -1;
 	c->max_bytes = max_bytes;
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->pub_mu, NULL);
+	c->dir = strdup(dir);
+	if (!c->dir) {
+		snprintf(err, errlen, "cache: %s", strerror(ENOMEM));
+		goto bad;
+	}
 
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create cache directory %s: %s",
@@ -837,7 +1119,10 @@ void wiv_cache_close(struct wiv_cache *c)
 		close(c->obj_fd);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
+	wiv_cache_unpublish(c);
 	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->pub_mu);
+	free(c->dir);
 	free(c);
 }
 
@@ -852,11 +1137,15 @@ int wiv_cache_lookup(struct wiv_cache *c, const char *entry_id,
 
 	entry_name(entry_id, hash, name);
 	fd = openat(c->obj_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return errno;
+	if (fd < 0) {
+		err = errno;
+		count(c, &c->misses, 1);
+		return err;
+	}
 	if (fstat(fd, &st) != 0) {
 		err = errno;
 		close(fd);
+		count(c, &c->misses, 1);
 		return err;
 	}
 	err = load(fd, &st, hash, out, &why);
@@ -864,11 +1153,13 @@ int wiv_cache_lookup(struct wiv_cache *c, const char *entry_id,
 		discard(c, name, fd, key_for_log, why);
 	if (err) {
 		close(fd);
+		count(c, &c->misses, 1);
 		return err;
 	}
 	futimens(fd, NULL);
 	if (slot_insert(c, name, fd, &st, false) < 0)
 		close(fd);
+	count(c, &c->hits, 1);
 	return 0;
 }
 
@@ -953,7 +1244,8 @@ int wiv_cache_read_event(struct wiv_cache *c, const char *entry_id,
 }
 
 struct wiv_cache_writer *wiv_cache_writer_new(struct wiv_cache *c,
-					      const char *entry_id)
+					      const char *entry_id,
+					      const char *key)
 {
 	struct wiv_cache_writer *w = malloc(sizeof(*w));
 	char sub[3];
@@ -961,6 +1253,16 @@ struct wiv_cache_writer *wiv_cache_writer_new(struct wiv_cache *c,
 	if (!w)
 		return NULL;
 	w->c = c;
+	if (strlen(key) > MAX_KEY_LEN) {
+		free(w);
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	w->key = strdup(key);
+	if (!w->key) {
+		free(w);
+		return NULL;
+	}
 	entry_name(entry_id, w->hash, w->name);
 	w->n_events = 0;
 	w->data_len = w->flushed = 0;
@@ -991,6 +1293,7 @@ struct wiv_cache_writer *wiv_cache_writer_new(struct wiv_cache *c,
 	flock(w->fd, LOCK_EX);
 	return w;
 bad:
+	free(w->key);
 	free(w);
 	return NULL;
 }
@@ -1077,6 +1380,7 @@ int wiv_cache_writer_commit(struct wiv_cache_writer *w,
 	struct wiv_object_index *idx = NULL;
 	unsigned char h[HDR_LEN];
 	const char *why = NULL;
+	size_t key_len = strlen(w->key);
 	struct stat st, old;
 	int64_t delta;
 	bool over;
@@ -1094,6 +1398,9 @@ int wiv_cache_writer_commit(struct wiv_cache_writer *w,
 	if (!err)
 		err = pwrite_full(w->fd, w->index, w->index_len,
 				  HDR_LEN + w->data_len);
+	if (!err)
+		err = pwrite_full(w->fd, w->key, key_len,
+				  HDR_LEN + w->data_len + w->index_len);
 	if (!err) {
 		memcpy(h + H_MAGIC, MAGIC, 8);
 		put_u32(h + H_VERSION, FORMAT_VERSION);
@@ -1103,6 +1410,8 @@ int wiv_cache_writer_commit(struct wiv_cache_writer *w,
 		put_u64(h + H_DATA_LEN, w->data_len);
 		put_u64(h + H_INDEX_LEN, w->index_len);
 		memcpy(h + H_ID_HASH, w->hash, SHA256_DIGEST_LENGTH);
+		put_u32(h + H_KEY_LEN, (uint32_t)key_len);
+		put_u32(h + H_KEY_CRC, crc(w->key, key_len));
 		put_u32(h + H_CRC, crc(h, H_CRC));
 		err = pwrite_full(w->fd, h, HDR_LEN, 0);
 	}
@@ -1142,6 +1451,7 @@ int wiv_cache_writer_commit(struct wiv_cache_writer *w,
 		pthread_mutex_unlock(&c->mu);
 	}
 	free(w->index);
+	free(w->key);
 	free(w);
 	if (out)
 		*out = idx;
@@ -1155,6 +1465,7 @@ void wiv_cache_writer_abort(struct wiv_cache_writer *w)
 	unlinkat(w->c->obj_fd, w->tmp, 0);
 	close(w->fd);
 	free(w->index);
+	free(w->key);
 	free(w);
 }
 

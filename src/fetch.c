@@ -1,5 +1,6 @@
 /* Download, split and cache one object. */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "wivaudit/fetch.h"
@@ -10,6 +11,7 @@ struct pipeline {
 	struct wiv_cache_writer *writer;
 	int split_error; /* what stopped the splitter, if anything */
 	int write_error;
+	uint64_t body_bytes;
 };
 
 static int add_event(void *arg, const struct wiv_event *ev)
@@ -22,6 +24,7 @@ static int add_event(void *arg, const struct wiv_event *ev)
 static int feed_body(void *arg, const void *data, size_t len)
 {
 	struct pipeline *p = arg;
+	p->body_bytes += len;
 	p->split_error = wiv_splitter_feed(p->splitter, data, len);
 	return p->split_error;
 }
@@ -36,7 +39,7 @@ int wiv_fetch_object(const struct wiv_fetch_request *req,
 		return ENOENT;
 
 	struct pipeline p = {0};
-	p.writer = wiv_cache_writer_new(req->cache, req->entry_id);
+	p.writer = wiv_cache_writer_new(req->cache, req->entry_id, req->key);
 	if (!p.writer) {
 		rc = errno ? errno : EIO;
 		wiv_err("cache: cannot write an entry for %s: %s", req->key,
@@ -72,5 +75,7 @@ int wiv_fetch_object(const struct wiv_fetch_request *req,
 	rc = wiv_cache_writer_commit(p.writer, status, out);
 	if (rc != 0)
 		wiv_err("cache: storing %s: %s", req->key, strerror(rc));
+	else
+		wiv_cache_note_download(req->cache, p.body_bytes);
 	return rc;
 }

@@ -202,6 +202,31 @@ static int parse(char *body, struct wiv_listing *l)
 	return *p == '\0' ? 0 : EBADMSG;
 }
 
+/* Checks the trailer's checksum of buf (len bytes, NUL-terminated) and
+ * parses it into *out. Returns 0, ENOMEM or EBADMSG. */
+static int decode_file(char *buf, size_t len, struct wiv_listing **out)
+{
+	struct wiv_listing *l = calloc(1, sizeof(*l));
+	char *trailer = len >= 15 ? buf + len - 15 : NULL;
+	unsigned long want;
+	int err = EBADMSG;
+
+	if (!l)
+		return ENOMEM;
+	if (trailer && trailer[-1] == '\n' &&
+	    sscanf(trailer, "crc32 %8lx\n", &want) == 1 &&
+	    crc32(0, (const Bytef *)buf, (uInt)(trailer - buf)) == want) {
+		*trailer = '\0';
+		err = parse(buf, l);
+	}
+	if (err) {
+		wiv_listing_free(l);
+		return err;
+	}
+	*out = l;
+	return 0;
+}
+
 int wiv_listing_load(const char *dir, const char *listing_id,
 		     struct wiv_listing **out)
 {
@@ -212,30 +237,27 @@ int wiv_listing_load(const char *dir, const char *listing_id,
 	if (!buf)
 		return errno == ENOENT ? ENOENT : EIO;
 
-	int err = EBADMSG;
-	struct wiv_listing *l = calloc(1, sizeof(*l));
-	char *trailer = len >= 15 ? buf + len - 15 : NULL;
-	unsigned long want;
-	if (l && trailer && trailer[-1] == '\n' &&
-	    sscanf(trailer, "crc32 %8lx\n", &want) == 1 &&
-	    crc32(0, (const Bytef *)buf, (uInt)(trailer - buf)) == want) {
-		*trailer = '\0';
-		err = parse(buf, l);
-	} else if (!l) {
-		err = ENOMEM;
-	}
+	int err = decode_file(buf, len, out);
 	free(buf);
-	if (err) {
-		wiv_listing_free(l);
-		if (err == EBADMSG) {
-			wiv_warn("cache: damaged listing %s removed; the bucket "
-				 "will be listed again", path);
-			unlink(path);
-		}
-		return err;
+	if (err == EBADMSG) {
+		wiv_warn("cache: damaged listing %s removed; the bucket "
+			 "will be listed again", path);
+		unlink(path);
 	}
-	*out = l;
-	return 0;
+	return err;
+}
+
+int wiv_listing_check_file(const char *path)
+{
+	struct wiv_listing *l = NULL;
+	size_t len;
+	char *buf = read_file(path, &len);
+	if (!buf)
+		return errno ? errno : EIO;
+	int err = decode_file(buf, len, &l);
+	free(buf);
+	wiv_listing_free(l);
+	return err;
 }
 
 void wiv_listing_free(struct wiv_listing *l)

@@ -2,6 +2,7 @@
  * daemonize → serve. Everything that can fail on bad input fails before the
  * mount, on the terminal. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,29 +171,48 @@ static bool has_arg(const struct fuse_args *args, const char *needle)
 	return false;
 }
 
-static int serve(struct wiv_options *o, struct fuse_args *args,
-		 struct wiv_fs *fsdata)
+/* Logs what the cache did for this mount, at unmount. */
+static void log_cache_counters(struct wiv_cache *cache)
 {
+	struct wiv_cache_counters n;
+	wiv_cache_counters(cache, &n);
+	wiv_info("cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
+		 " objects downloaded (%" PRIu64 " bytes)",
+		 n.hits, n.misses, n.downloads, n.download_bytes);
+}
+
+static int serve(struct wiv_options *o, struct fuse_args *args,
+		 struct wiv_fs *fsdata, struct wiv_cache *cache)
+{
+	/* Resolved before mounting: afterwards it would ask ourselves. */
+	char *mountpoint = realpath(o->mountpoint, NULL);
 	add_mount_options(args, o->source, has_arg(args, "allow_other"));
 	struct fuse *fuse = fuse_new(args, wiv_fuse_operations(),
 				     sizeof(struct fuse_operations), fsdata);
 	if (!fuse) {
 		fail("cannot start FUSE (see the message above)");
+		free(mountpoint);
 		return 1;
 	}
 	if (fuse_mount(fuse, o->mountpoint) != 0) {
 		fail("cannot mount on %s (see the message above)",
 		     o->mountpoint);
 		fuse_destroy(fuse);
+		free(mountpoint);
 		return 1;
 	}
 	if (fuse_daemonize(o->foreground) != 0) {
 		fuse_unmount(fuse);
 		fuse_destroy(fuse);
+		free(mountpoint);
 		return 1;
 	}
 	if (!o->foreground)
 		wiv_log_use_syslog();
+	/* After daemonizing: the stats file is named by the serving pid. */
+	wiv_cache_publish(cache, mountpoint ? mountpoint : o->mountpoint,
+			  o->source ? o->source : "(config)");
+	free(mountpoint);
 	struct fuse_session *se = fuse_get_session(fuse);
 	int rc = 1;
 	if (fuse_set_signal_handlers(se) == 0) {
@@ -206,6 +226,8 @@ static int serve(struct wiv_options *o, struct fuse_args *args,
 	}
 	fuse_unmount(fuse);
 	fuse_destroy(fuse);
+	log_cache_counters(cache);
+	wiv_cache_unpublish(cache);
 	return rc;
 }
 
@@ -281,7 +303,7 @@ int main(int argc, char **argv)
 		.gid = opts.gid,
 		.list_ttl_s = opts.list_ttl,
 	};
-	rc = serve(&opts, &args, &fsdata);
+	rc = serve(&opts, &args, &fsdata, cache);
 out:
 	wiv_tree_free(tree);
 	wiv_cache_close(cache);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "wivaudit/cachedir.h"
 #include "wivaudit/opts.h"
 
 #define WIV_OPT(template, field, value)                                      \
@@ -197,22 +198,6 @@ static int handle_option(void *data, const char *arg, int key,
 	return 1;
 }
 
-static char *default_cache_dir(void)
-{
-	char path[4096];
-	const char *xdg = getenv("XDG_CACHE_HOME");
-	const char *home = getenv("HOME");
-	if (geteuid() == 0)
-		snprintf(path, sizeof(path), "/var/cache/wivaudit");
-	else if (xdg && *xdg)
-		snprintf(path, sizeof(path), "%s/wivaudit", xdg);
-	else if (home && *home)
-		snprintf(path, sizeof(path), "%s/.cache/wivaudit", home);
-	else
-		return NULL;
-	return strdup(path);
-}
-
 int wiv_opts_parse(int argc, char **argv, struct wiv_options *opts,
 		   struct fuse_args *fuse_args)
 {
@@ -255,7 +240,7 @@ int wiv_opts_parse(int argc, char **argv, struct wiv_options *opts,
 		return EINVAL;
 	}
 	if (!opts->cache_dir)
-		opts->cache_dir = default_cache_dir();
+		opts->cache_dir = wiv_cachedir_default();
 	if (!opts->cache_dir) {
 		fprintf(stderr, "mount.wivaudit: no HOME to put the cache in; "
 				"give -o cache_dir=DIR\n");

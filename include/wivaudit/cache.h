@@ -58,9 +58,11 @@ void wiv_cache_close(struct wiv_cache *c);
 int wiv_cache_lookup(struct wiv_cache *c, const char *entry_id,
 		     const char *key_for_log, struct wiv_object_index **out);
 
-/* Starts writing an entry. Returns NULL (errno set) on failure. */
+/* Starts writing an entry for the object key (stored in the entry, for
+ * messages and verification). Returns NULL (errno set) on failure. */
 struct wiv_cache_writer *wiv_cache_writer_new(struct wiv_cache *c,
-					      const char *entry_id);
+					      const char *entry_id,
+					      const char *key);
 
 /* Appends one event. Returns 0 or a positive errno. */
 int wiv_cache_writer_add(struct wiv_cache_writer *w, const struct wiv_event *ev);
@@ -84,5 +86,89 @@ int wiv_cache_read_event(struct wiv_cache *c, const char *entry_id,
 
 /* Frees an index; NULL is a no-op. */
 void wiv_object_index_free(struct wiv_object_index *idx);
+
+/* Counts since the cache was opened. A lookup hits when it returns 0. */
+struct wiv_cache_counters {
+	uint64_t hits, misses, downloads, download_bytes;
+};
+
+/* Copies the counters into *out. */
+void wiv_cache_counters(struct wiv_cache *c, struct wiv_cache_counters *out);
+
+/* Counts one object downloaded and stored, of bytes as downloaded. */
+void wiv_cache_note_download(struct wiv_cache *c, uint64_t bytes);
+
+/* Publishes the counters of this process (a mount of source on
+ * mountpoint) in <dir>/mounts/<pid>.stats: now, then at most once a second
+ * when they change. Call it in the process that serves, after any fork.
+ * Returns 0 or ENOMEM. */
+int wiv_cache_publish(struct wiv_cache *c, const char *mountpoint,
+		      const char *source);
+
+/* Stops publishing and removes the stats file; harmless if not
+ * publishing. wiv_cache_close does it too. */
+void wiv_cache_unpublish(struct wiv_cache *c);
+
+/* What wiv_cache_inspect learned about an entry file. */
+struct wiv_cache_entry_info {
+	uint64_t bytes; /* file size */
+	enum wiv_object_status status;
+	uint32_t n_events;
+	char *key; /* the object key, or NULL if unreadable; caller frees */
+};
+
+/* Checks the entry file open on fd, whose name in its directory is
+ * base_name (64 hex digits + ".wvc"): header, stored key and name, and
+ * with deep also the index and every event text. Returns 0, EBADMSG with
+ * the reason in *why (info->key is set if it could be read),
+ * EPROTONOSUPPORT for an entry of another format version (refetched on
+ * use, not damage), or another errno. Never modifies the file. */
+int wiv_cache_inspect(int fd, const char *base_name, bool deep,
+		      struct wiv_cache_entry_info *info, const char **why);
+
+/* --- administration of a cache directory (no daemon state needed) ---- */
+
+/* Sizes of a cache directory. */
+struct wiv_cache_usage {
+	uint64_t entries, entry_bytes;
+	uint64_t bad_objects;  /* entries recording an unusable object */
+	uint64_t other_format; /* entries of another version, to refetch */
+	uint64_t unreadable;   /* entries whose header fails its checks */
+	uint64_t listings, listing_bytes;
+	uint64_t temp_files, temp_bytes; /* writes under way or abandoned */
+};
+
+/* Walks dir (reading each entry's header) and fills *out. Returns 0 or
+ * errno (ENOENT: no cache there). */
+int wiv_cache_usage(const char *dir, struct wiv_cache_usage *out);
+
+/* Called by wiv_cache_verify for each damaged file: path relative to the
+ * cache directory, the object key if known (else NULL), the reason. */
+typedef void (*wiv_cache_damage_fn)(void *arg, const char *path,
+				    const char *key, const char *why);
+
+struct wiv_cache_verify_result {
+	uint64_t entries, events, listings; /* checked */
+	uint64_t damaged;                   /* reported through the callback */
+	uint64_t other_format;
+	uint64_t removed;                   /* with repair */
+};
+
+/* Checks every entry through (header, index, key, every event text) and
+ * every listing (checksum, syntax), reporting each damaged file to fn;
+ * with repair, removes them (and entries of another format). Returns 0 or
+ * errno (the walk itself failed). */
+int wiv_cache_verify(const char *dir, bool repair, wiv_cache_damage_fn fn,
+		     void *arg, struct wiv_cache_verify_result *out);
+
+struct wiv_cache_clear_result {
+	uint64_t entries, entry_bytes, listings, listing_bytes;
+};
+
+/* Removes every entry, listing and abandoned temp file under the eviction
+ * lock, waiting at most wait_s seconds for it (ETIMEDOUT). Daemons using
+ * the directory refetch what they need. Returns 0 or errno. */
+int wiv_cache_clear(const char *dir, unsigned wait_s,
+		    struct wiv_cache_clear_result *out);
 
 #endif

@@ -29,6 +29,10 @@ int wiv_listing_save(const char *dir, const char *listing_id,
 int wiv_listing_load(const char *dir, const char *listing_id,
 		     struct wiv_listing **out);
 
+/* Checks the listing file at path (checksum and syntax) without changing
+ * it. Returns 0, EBADMSG if it is damaged, or errno. */
+int wiv_listing_check_file(const char *path);
+
 /* Frees a listing; NULL is a no-op. */
 void wiv_listing_free(struct wiv_listing *l);
 

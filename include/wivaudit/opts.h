@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <fuse.h>
+#include <fuse_opt.h>
 
 #include "wivaudit/split.h"
 

@@ -11,6 +11,7 @@ report or exited non-zero after unmount fails the test.
 Environment: WIVAUDIT_BIN (mount.wivaudit), WIVAUDIT_SRC (source root).
 """
 
+import json
 import os
 import pickle
 import re
@@ -111,12 +112,13 @@ def walk(mnt, content=True, timeout=120):
     return probe(*args, timeout=timeout)
 
 
-# --- the local S3 -------------------------------------------------------------
+# --- the local S3 ------------------------------------------------------------
 
 class S3Server:
     """tests/s3/server.js on free ports, with a request log."""
 
-    def __init__(self, workdir, secret=SECRET):
+    def __init__(self, workdir, secret=SECRET, token=None, tls=None):
+        """tls: (key.pem, cert.pem) to serve HTTPS only."""
         if shutil.which("node") is None:
             pytest.fail("node is not installed (needed for tests/s3)")
         if not os.path.isdir(os.path.join(SRC, "tests", "s3", "node_modules",
@@ -134,8 +136,14 @@ class S3Server:
         self.aws_creds = os.path.join(self.workdir, "aws-credentials")
         for f in (self.aws_config, self.aws_creds):
             open(f, "w").close()
+        self.faults_path = os.path.join(self.workdir, "faults.json")
+        self.token = token
         env = dict(os.environ, WIV_S3_SECRET=secret, WIV_S3_LOG=self.log,
-                   WIV_S3_REGION=REGION)
+                   WIV_S3_REGION=REGION, WIV_S3_FAULTS=self.faults_path,
+                   WIV_S3_TOKEN=token or "",
+                   WIV_S3_TLS_KEY=tls[0] if tls else "",
+                   WIV_S3_TLS_CERT=tls[1] if tls else "")
+        self.cafile = tls[1] if tls else None
         env.pop("WIV_S3_DIR", None)
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
@@ -150,7 +158,8 @@ class S3Server:
                 line, self.server_stderr()))
         self.port = int(m.group(1))
         self.s3rver_port = int(m.group(2))
-        self.endpoint = "http://127.0.0.1:%d" % self.port
+        self.endpoint = "%s://127.0.0.1:%d" % ("https" if tls else "http",
+                                                self.port)
 
     def _read_ready(self, timeout):
         sel = selectors.DefaultSelector()
@@ -196,12 +205,15 @@ class S3Server:
                    AWS_SHARED_CREDENTIALS_FILE=self.aws_creds, AWS_PAGER="",
                    AWS_EC2_METADATA_DISABLED="true",
                    HOME=self.workdir)
+        if self.token:
+            env["AWS_SESSION_TOKEN"] = self.token
         return env
 
     def aws(self, *args, secret=SECRET, access_key=ACCESS_KEY, check=True,
             timeout=300):
         """Runs /usr/bin/aws against this server."""
-        return run([AWS, "--endpoint-url", self.endpoint] + list(args),
+        ca = ["--ca-bundle", self.cafile] if self.cafile else []
+        return run([AWS, "--endpoint-url", self.endpoint] + ca + list(args),
                    env=self.aws_env(secret, access_key), check=check,
                    timeout=timeout)
 
@@ -212,13 +224,20 @@ class S3Server:
         """Uploads a local mirror with `aws s3 sync`."""
         self.aws("s3", "sync", str(src), url, "--only-show-errors")
 
+    def set_faults(self, rules):
+        """Replaces the server's fault rules (see server.js); [] clears."""
+        tmp = self.faults_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(rules, f)
+        os.rename(tmp, self.faults_path)
+
     def mark(self):
         """A position in the request log, for requests(since=...)."""
         return os.path.getsize(self.log)
 
     def requests(self, since=0):
-        """[(method, status, op, url)] logged after `since`; op is
-        list|get|head|put|other."""
+        """[(method, status, op, url, note)] logged after `since`; op is
+        list|get|head|put|other, note an error code or injected FAULT:..."""
         with open(self.log, "rb") as f:
             f.seek(since)
             lines = f.read().decode(errors="replace").splitlines()
@@ -226,13 +245,19 @@ class S3Server:
         for ln in lines:
             parts = ln.split("\t")
             if len(parts) >= 4:
-                out.append((parts[0], int(parts[1]), parts[2], parts[3]))
+                out.append((parts[0], int(parts[1]), parts[2], parts[3],
+                            parts[4] if len(parts) > 4 else ""))
         return out
 
     def object_gets(self, since=0):
-        """URLs of object GETs after `since`."""
+        """URLs of object GETs after `since` (answered or not)."""
         return [r[3] for r in self.requests(since)
                 if r[0] == "GET" and r[2] == "get"]
+
+    def faults_fired(self, since=0):
+        """Requests after `since` that got an injected fault."""
+        return [r for r in self.requests(since)
+                if r[1] == 0 or r[1] >= 500 or r[4].startswith("FAULT")]
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +267,7 @@ def s3(tmp_path_factory):
     srv.stop()
 
 
-# --- corpora --------------------------------------------------------------------
+# --- corpora -----------------------------------------------------------------
 
 def generate(out, *args):
     """Runs contrib/gen-sample.py into `out`; returns its summary line."""
@@ -270,7 +295,7 @@ def messy_corpus(tmp_path_factory):
     return d, refmodel.Model(str(d))
 
 
-# --- mounting ---------------------------------------------------------------------
+# --- mounting ----------------------------------------------------------------
 
 class Mount:
     def __init__(self, path, proc, stderr_path, cache_dir, argv):
@@ -483,7 +508,7 @@ def module_mounter(tmp_path_factory, s3):
     yield from _mounter_fixture(tmp_path_factory.mktemp("mounts"), s3)
 
 
-# --- comparisons ----------------------------------------------------------------
+# --- comparisons -------------------------------------------------------------
 
 def show(path):
     return path.decode("utf-8", "backslashreplace") or "/"
@@ -552,7 +577,7 @@ def assert_tree(tree, model, **kw):
         len(diffs), "\n".join(diffs))
 
 
-# --- exit status 77 when the machine has no FUSE (meson's "skipped") --------------
+# --- exit status 77 when the machine has no FUSE (meson's "skipped") ---------
 
 _outcomes = {"passed": 0, "failed": 0, "skipped": 0}
 

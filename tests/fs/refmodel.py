@@ -94,7 +94,8 @@ def _scan_string(b, i):
 
 
 def _parse(b, i, depth=0):
-    """Parses one value at b[i] (no leading whitespace). Returns (Node, end)."""
+    """Parses one value at b[i] (no leading whitespace); returns
+    (Node, end)."""
     if depth > 500:
         raise BadBody("nesting too deep")
     if i >= len(b):

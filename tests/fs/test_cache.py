@@ -3,14 +3,18 @@
 import gzip
 import json
 import os
+import pickle
 import shutil
 import stat
+import subprocess
 import time
+import urllib.parse
 
 import pytest
 
 import refmodel
-from conftest import assert_tree, compare_tree, run, walk
+from conftest import (FSPROBE, PYTHON, Mounter, S3Server, assert_tree,
+                      compare_tree, generate, probe, run, walk)
 
 BUCKET = "cache"
 DAY_MS = 86400 * 1000
@@ -131,13 +135,14 @@ def test_damaged_cache_is_refetched(s3, bucket, mounter):
 
 
 def test_new_delivery_shows_up(s3, small_corpus, mounter, tmp_path):
-    """With a short list_ttl a new object appears without remounting."""
+    """With a short list_ttl a new object appears without remounting, and
+    the refresh asks only for keys after the newest known (start-after)."""
     mirror, _model = small_corpus
     local = tmp_path / "mirror"
     shutil.copytree(mirror, local)
     s3.make_bucket("fresh")
     s3.sync(local, "s3://fresh/")
-    m = mounter.mount("s3://fresh", opts=["list_ttl=1"])
+    m = mounter.mount("s3://fresh", opts=["list_ttl=2"])
     before = walk(m.path, content=False)
     org = sorted(os.listdir(local))[0]
     last = max(ms for k, o, t, ms in refmodel.Model(str(local)).objects)
@@ -150,6 +155,7 @@ def test_new_delivery_shows_up(s3, small_corpus, mounter, tmp_path):
     rel = "%s/org-audit-logs-%d.json.gz" % (org, key_ms)
     (local / rel).write_bytes(gzip.compress(
         json.dumps([event]).encode(), mtime=0))
+    mark = s3.mark()
     s3.aws("s3", "cp", str(local / rel), "s3://fresh/" + rel)
     model = refmodel.Model(str(local))
     assert set(model.dirs) - set(before)
@@ -161,6 +167,206 @@ def test_new_delivery_shows_up(s3, small_corpus, mounter, tmp_path):
         if not diffs:
             break
         assert time.monotonic() < deadline, \
-            "15 s after the upload (list_ttl=1) the tree still differs:\n" \
+            "15 s after the upload (list_ttl=2) the tree still differs:\n" \
             + "\n".join(diffs)
         time.sleep(0.5)
+    org_lists = [list_query(r[3]) for r in s3.requests(mark)
+                 if r[2] == "list" and
+                 list_query(r[3]).get("prefix", "").startswith(org + "/")]
+    assert org_lists, "no LIST of the org after the upload"
+    for q in org_lists:
+        assert q.get("start-after", "").startswith(org + "/"), \
+            "a refresh listed the whole org: %s" % q
+
+
+def list_query(url):
+    """The query of a LIST request's URL as a dict."""
+    return {k: v[0] for k, v in urllib.parse.parse_qs(
+        urllib.parse.urlsplit(url).query, keep_blank_values=True).items()}
+
+
+def entry_bytes(cache_dir):
+    total = 0
+    for root, _dirs, files in os.walk(os.path.join(cache_dir, "objects")):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files
+                     if f.endswith(".wvc"))
+    return total
+
+
+def walk_concurrently(paths, timeout=120):
+    """Walks (with content) several mounts at once, each in its own child;
+    returns their trees in order."""
+    procs = [subprocess.Popen([PYTHON, FSPROBE, "walk", p],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for p in paths]
+    trees = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("a concurrent walk did not finish in %d s" % timeout)
+        assert p.returncode == 0, err.decode(errors="replace")
+        trees.append(pickle.loads(out))
+    return trees
+
+
+def test_eviction_while_reading(s3, bucket, mounter):
+    """A cache far smaller than the bucket: two readers at once still get
+    every byte right (evicted objects are fetched again, no EIO, no short
+    read), and the entries stay near the bound."""
+    _mirror, model = bucket
+    bound = 64 * 1024
+    m = mounter.mount("s3://" + BUCKET, opts=["cache_size=%d" % bound])
+    mark = s3.mark()
+    # Every index loaded first, so that most entries are evicted before
+    # their texts are read.
+    walk(m.path, content=False)
+    for tree in walk_concurrently([m.path, m.path]):
+        assert_tree(tree, model)
+    gets = s3.object_gets(mark)
+    assert len(gets) > len(model.objects), \
+        "nothing was evicted and fetched again (%d GETs)" % len(gets)
+    # One entry over the bound at most: the one just written is kept.
+    assert entry_bytes(m.cache_dir) <= bound + 16 * 1024
+    assert "error" not in m.stderr()
+
+
+def test_two_mounts_share_one_cache(s3, bucket, mounter):
+    """Two daemons on one cache directory, read at the same time, cold and
+    with a bound small enough that both evict."""
+    _mirror, model = bucket
+    cache = mounter.new_cache_dir()
+    opts = ["cache_size=%d" % (256 * 1024)]
+    m1 = mounter.mount("s3://" + BUCKET, opts=opts, cache_dir=cache)
+    m2 = mounter.mount("s3://" + BUCKET, opts=opts, cache_dir=cache)
+    for tree in walk_concurrently([m1.path, m2.path]):
+        assert_tree(tree, model)
+    for m in (m1, m2):
+        assert "error" not in m.stderr()
+    mounter.unmount(m1)
+    mounter.unmount(m2)
+
+
+def test_warm_remount_lists_each_org_once(s3, bucket, mounter):
+    """After a remount with a warm cache, find over the whole tree downloads
+    nothing and sends at most one LIST per org; offline, nothing at all."""
+    _mirror, model = bucket
+    m = mounter.mount("s3://" + BUCKET)
+    run(["find", m.path], timeout=120)
+    mounter.unmount(m)
+    want = sorted(os.path.join(m.path, os.fsdecode(p)) if p else m.path
+                  for p in set(model.dirs) | set(model.files))
+
+    for offline in (False, True):
+        mark = s3.mark()
+        m2 = mounter.mount("s3://" + BUCKET, cache_dir=m.cache_dir,
+                           opts=["offline"] if offline else [])
+        out = run(["find", m2.path], timeout=120).stdout.decode()
+        got = sorted(p.replace(m2.path, m.path, 1) for p in out.splitlines())
+        assert got == want
+        reqs = s3.requests(mark)
+        mounter.unmount(m2)
+        if offline:
+            assert reqs == [], "offline mount sent requests: %s" % reqs[:5]
+            continue
+        assert s3.object_gets(mark) == []
+        per_org = {}
+        for r in reqs:
+            q = list_query(r[3])
+            if r[2] == "list" and q.get("prefix") and \
+                    "continuation-token" not in q:
+                org = q["prefix"].split("/")[0]
+                per_org[org] = per_org.get(org, 0) + 1
+        assert all(n <= 1 for n in per_org.values()), per_org
+
+
+def test_offline_and_unreachable(tmp_path):
+    """The server stopped: -o offline serves what is cached (listings
+    included) and answers EIO, quickly and with one log line per object,
+    for a day never fetched; without -o offline the mount still comes up
+    (a warning says S3 is unreachable) and serves the cache."""
+    mirror = tmp_path / "mirror"
+    generate(mirror, "--orgs", "1", "--days", "8", "--objects-per-day", "1",
+             "--events-per-object", "3", "--seed", "5")
+    model = refmodel.Model(str(mirror))
+    srv = S3Server(tmp_path / "s3")
+    mounter = Mounter(tmp_path / "mounts", srv)
+    try:
+        srv.make_bucket("gone")
+        srv.sync(mirror, "s3://gone/")
+        days = sorted(p for p in model.dirs if p.count(b"/") == 3)
+        cached_day, far_day = days[0], days[-1]
+        m = mounter.mount("s3://gone")
+        run(["grep", "-r", "-c", "x", os.path.join(
+            m.path, os.fsdecode(cached_day))], check=False)
+        mounter.unmount(m)
+        srv.stop()
+
+        def check_cached(mnt):
+            tree = probe("walk", os.path.join(mnt, os.fsdecode(cached_day)))
+            for rel, e in tree.items():
+                full = cached_day + (b"/" + rel if rel else b"")
+                if full in model.files:
+                    assert e.get("content") == model.files[full].content, \
+                        full
+            assert len(tree) > 3
+
+        m = mounter.mount("s3://gone", cache_dir=m.cache_dir,
+                          opts=["offline"])
+        check_cached(m.path)
+        far = os.path.join(m.path, os.fsdecode(far_day))
+        for _ in range(2):
+            for typ in os.listdir(far):
+                start = time.monotonic()
+                p = run(["ls", os.path.join(far, typ)], check=False)
+                assert p.returncode != 0 and \
+                    b"Input/output error" in p.stderr, p.stderr
+                assert time.monotonic() - start < 3
+        never = [k for k, o, t, ms in model.objects
+                 if m.stderr().count(k) > 0]
+        assert never, m.stderr()
+        for key in never:
+            lines = [ln for ln in m.stderr().splitlines() if key in ln]
+            assert len(lines) == 1 and "never fetched" in lines[0], lines
+        mounter.unmount(m)
+
+        start = time.monotonic()
+        m = mounter.mount("s3://gone", cache_dir=m.cache_dir,
+                          opts=["retries=1", "timeout=2"])
+        assert time.monotonic() - start < 10
+        assert "cannot reach the bucket" in m.stderr()
+        check_cached(m.path)
+        mounter.unmount(m)
+    finally:
+        problems = mounter.cleanup()
+        srv.stop()
+    assert not problems, problems
+
+
+def test_concurrent_cold_readers(s3, bucket, mounter):
+    """Four readers walk a cold mount at once: all see the model, and each
+    object is downloaded once."""
+    _mirror, model = bucket
+    m = mounter.mount("s3://" + BUCKET)
+    mark = s3.mark()
+    for tree in walk_concurrently([m.path] * 4, timeout=180):
+        assert_tree(tree, model)
+    gets = s3.object_gets(mark)
+    twice = sorted({u for u in gets if gets.count(u) > 1})
+    assert not twice, "downloaded more than once: %s" % twice[:5]
+    assert len(gets) == len(model.objects)
+
+
+def test_offline_serves_the_cache(s3, bucket, mounter):
+    """-o offline after a full read: the same tree, not one request."""
+    _mirror, model = bucket
+    m = mounter.mount("s3://" + BUCKET)
+    walk(m.path)
+    mounter.unmount(m)
+    mark = s3.mark()
+    m2 = mounter.mount("s3://" + BUCKET, cache_dir=m.cache_dir,
+                       opts=["offline"])
+    assert_tree(walk(m2.path), model)
+    assert s3.requests(mark) == []

@@ -3,11 +3,12 @@ ways to name the source."""
 
 import json
 import os
+import re
 
 import pytest
 
 import refmodel
-from conftest import assert_tree, walk
+from conftest import Mounter, S3Server, assert_tree, run, walk
 
 BUCKET = "opts"
 PREFIX = "audit/wiv/"
@@ -87,3 +88,49 @@ def test_mount_option_noise_is_ignored(s3, bucket, mounter):
                       opts=["_netdev", "nofail", "noauto",
                             "x-systemd.automount"])
     assert sorted(os.listdir(os.fsencode(m.path))) == model.listdir(b"")
+
+
+def test_prefix_without_trailing_slash(s3, bucket, mounter):
+    _mirror, model = bucket
+    m = mounter.mount("s3://%s/%s" % (BUCKET, PREFIX.rstrip("/")))
+    assert_tree(walk(m.path), model)
+
+
+def test_wrong_region_is_followed(s3, bucket, mounter):
+    """The test S3 answers a request signed for another region as S3 does
+    (400 AuthorizationHeaderMalformed naming the bucket's region)."""
+    _mirror, model = bucket
+    mark = s3.mark()
+    m = mounter.mount("s3://" + BUCKET, opts=["region=eu-west-1"])
+    assert_tree(walk(m.path), model)
+    assert any(r[4] == "AuthorizationHeaderMalformed"
+               for r in s3.requests(mark))
+
+
+@pytest.fixture(scope="module")
+def tls_s3(tmp_path_factory, small_corpus):
+    d = tmp_path_factory.mktemp("tls")
+    key, cert = str(d / "key.pem"), str(d / "cert.pem")
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "2", "-subj",
+         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+    srv = S3Server(d / "s3", tls=(key, cert))
+    srv.make_bucket(BUCKET)
+    srv.sync(small_corpus[0], "s3://%s/" % BUCKET)
+    yield srv
+    srv.stop()
+
+
+def test_https_with_cafile(tls_s3, small_corpus, tmp_path):
+    _mirror, model = small_corpus
+    mounter = Mounter(tmp_path, tls_s3)
+    try:
+        rc, err = mounter.mount_fails("s3://" + BUCKET)
+        assert rc != 0
+        assert re.search(r"certificate|SSL|TLS", err, re.I), err
+        m = mounter.mount("s3://" + BUCKET, opts=["cafile=" + tls_s3.cafile])
+        assert_tree(walk(m.path), model)
+        mounter.unmount(m)
+    finally:
+        problems = mounter.cleanup()
+    assert not problems, problems

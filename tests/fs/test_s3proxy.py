@@ -145,8 +145,9 @@ def test_signed_requests_pass(s3, bucket):
     t, h, _ = signed(s3, "GET", "/%s/hello.txt" % bucket)
     assert send(s3, "GET", t, h) == (200, b"hello world\n")
     t, h, _ = signed(s3, "GET", "/" + bucket,
-                     "list-type=2&prefix=dir%2Fwe%20ird%2B%28x%29%3D&max-keys=5"
-                     "&encoding-type=url&start-after=&fetch-owner=false")
+                     "list-type=2&prefix=dir%2Fwe%20ird%2B%28x%29%3D"
+                     "&max-keys=5&encoding-type=url&start-after="
+                     "&fetch-owner=false")
     status, body = send(s3, "GET", t, h)
     assert status == 200, body
     assert b"<KeyCount>1</KeyCount>" in body
@@ -272,3 +273,48 @@ def test_exits_on_stdin_close_and_sigterm(tmp_path):
 def socket_probe(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=2)
     s.close()
+
+
+def test_fault_rules(s3, bucket):
+    path = "/%s/hello.txt" % bucket
+    s3.set_faults([{"op": "get", "action": "status", "status": 503,
+                    "code": "SlowDown", "per_url": True, "times": 1}])
+    try:
+        t, h, _ = signed(s3, "GET", path)
+        status, body = send(s3, "GET", t, h)
+        assert (status, error_code(body)) == (503, "SlowDown")
+        t, h, _ = signed(s3, "GET", path)
+        assert send(s3, "GET", t, h) == (200, b"hello world\n")
+        s3.set_faults([{"op": "get", "action": "truncate"}])
+        t, h, _ = signed(s3, "GET", path)
+        with pytest.raises(http.client.IncompleteRead):
+            send(s3, "GET", t, h)
+        s3.set_faults([{"op": "get", "action": "drop"}])
+        t, h, _ = signed(s3, "GET", path)
+        with pytest.raises((http.client.RemoteDisconnected,
+                            ConnectionError)):
+            send(s3, "GET", t, h)
+        # A bad signature is refused before any fault applies.
+        t, h, _ = signed(s3, "GET", path, secret="wrong")
+        status, body = send(s3, "GET", t, h)
+        assert error_code(body) == "SignatureDoesNotMatch"
+    finally:
+        s3.set_faults([])
+
+
+def test_session_token_required(tmp_path):
+    srv = S3Server(tmp_path / "tok", token="tok-1")
+    try:
+        srv.make_bucket("tok")
+        p = srv.aws("s3", "ls", "s3://tok/")
+        env = srv.aws_env()
+        del env["AWS_SESSION_TOKEN"]
+        p = run(["/usr/bin/aws", "--endpoint-url", srv.endpoint, "s3", "ls",
+                 "s3://tok/"], env=env, check=False)
+        assert p.returncode != 0 and b"InvalidAccessKeyId" in p.stderr
+        env["AWS_SESSION_TOKEN"] = "tok-2"
+        p = run(["/usr/bin/aws", "--endpoint-url", srv.endpoint, "s3", "ls",
+                 "s3://tok/"], env=env, check=False)
+        assert p.returncode != 0 and b"InvalidToken" in p.stderr
+    finally:
+        srv.stop()

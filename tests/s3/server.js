@@ -9,10 +9,17 @@
 // the way it would against AWS.
 //
 // Usage: node server.js [--secret S] [--region R] [--log FILE] [--dir DIR]
+//                       [--faults FILE] [--token T]
+//                       [--tls-key PEM --tls-cert PEM]
 //   env: WIV_S3_SECRET (default S3RVER), WIV_S3_REGION (default us-east-1),
 //        WIV_S3_LOG (request log: one "method<TAB>status<TAB>op<TAB>url" line
 //        per request, op is list|get|head|put|other), WIV_S3_DIR (data dir;
-//        default a fresh temp dir removed on exit).
+//        default a fresh temp dir removed on exit), WIV_S3_FAULTS (a JSON
+//        file of fault rules, re-read whenever it changes; see below),
+//        WIV_S3_TOKEN (if set, every request must carry this session token
+//        in a signed x-amz-security-token, as temporary credentials do),
+//        WIV_S3_TLS_KEY and WIV_S3_TLS_CERT (PEM files: the proxy then
+//        speaks HTTPS only).
 // Prints "READY <proxy_port> <s3rver_port>" once both listen. Exits on
 // SIGTERM/SIGINT, and when stdin is a pipe that gets closed.
 'use strict';
@@ -35,6 +42,7 @@ if (!process.execArgv.includes('--openssl-legacy-provider') &&
 const crypto = require('crypto');
 const fs = require('fs');
 const http = require('http');
+const https = require('https');
 const os = require('os');
 const path = require('path');
 
@@ -55,9 +63,14 @@ function parseArgs(argv) {
     region: process.env.WIV_S3_REGION || 'us-east-1',
     log: process.env.WIV_S3_LOG || '',
     dir: process.env.WIV_S3_DIR || '',
+    faults: process.env.WIV_S3_FAULTS || '',
+    token: process.env.WIV_S3_TOKEN || '',
+    'tls-key': process.env.WIV_S3_TLS_KEY || '',
+    'tls-cert': process.env.WIV_S3_TLS_CERT || '',
   };
   for (let i = 0; i < argv.length; i++) {
-    const m = /^--(secret|region|log|dir)$/.exec(argv[i]);
+    const m = /^--(secret|region|log|dir|faults|token|tls-key|tls-cert)$/
+      .exec(argv[i]);
     if (!m || i + 1 >= argv.length) {
       process.stderr.write(`server.js: bad argument ${argv[i]}\n`);
       process.exit(2);
@@ -204,6 +217,18 @@ async function verify(req, body) {
       'The AWS Access Key Id you provided does not exist in our records.',
       { AWSAccessKeyId: a.accessKeyId });
   }
+  if (opts.token) {
+    const tok = headers.get('x-amz-security-token');
+    if (tok === undefined) {
+      throw new S3Error(403, 'InvalidAccessKeyId', 'The AWS Access Key Id ' +
+        'you provided does not exist in our records (temporary credentials ' +
+        'need their session token).', { AWSAccessKeyId: a.accessKeyId });
+    }
+    if (tok !== opts.token) {
+      throw new S3Error(400, 'InvalidToken',
+        'The provided token is malformed or otherwise invalid.');
+    }
+  }
   const amzDate = headers.get('x-amz-date');
   const date = parseAmzDate(amzDate);
   if (!date) {
@@ -332,7 +357,10 @@ function classify(method, url) {
   const q = url.indexOf('?');
   const p = q < 0 ? url : url.slice(0, q);
   const isObject = /^\/[^/]+\/./.test(p);
-  if (method === 'GET') return isObject ? 'get' : (p === '/' ? 'other' : 'list');
+  if (method === 'GET') {
+    if (isObject) return 'get';
+    return p === '/' ? 'other' : 'list';
+  }
   if (method === 'HEAD') return isObject ? 'head' : 'other';
   if (method === 'PUT' && isObject) return 'put';
   return 'other';
@@ -346,6 +374,73 @@ function logRequest(req, status, note) {
   const line = [req.method, status, classify(req.method, req.url), req.url]
     .join('\t') + (note ? `\t${note}` : '') + '\n';
   fs.writeSync(logFd, line);
+}
+
+// Fault injection, applied to correctly signed requests only. The faults
+// file holds a JSON array of rules, tried in order; the first that fires
+// decides:
+//   { "op": "get"|"list"|"head"|"put"|"other"|"any" (default "any"),
+//     "match": "substring of the URL" (optional),
+//     "action": "status"|"drop"|"truncate"|"delay",
+//     "status": 503, "code": "SlowDown", "message": "...",   (for "status")
+//     "delay_ms": 5000,                                       (for "delay")
+//     "every": N (fire on every Nth matching request, default 1),
+//     "times": M (fire at most M times, default unlimited),
+//     "per_url": true (count "every" and "times" per URL: with "times": 2,
+//                      the first two tries of each object fail) }
+// "drop" closes the connection without an answer; "truncate" sends the
+// headers and half the body, then closes; "delay" waits, then forwards.
+// Counters restart whenever the file changes.
+const FAULT_MESSAGES = {
+  SlowDown: 'Please reduce your request rate.',
+  InternalError: 'We encountered an internal error. Please try again.',
+  ServiceUnavailable: 'Service is unable to handle request.',
+  AccessDenied: 'Access Denied',
+};
+const faultState = { mtimeMs: -1, size: -1, ino: -1, rules: [] };
+
+function loadFaults() {
+  if (!opts.faults) return [];
+  let st;
+  try {
+    st = fs.statSync(opts.faults);
+  } catch (e) {
+    faultState.rules = [];
+    faultState.mtimeMs = -1;
+    return [];
+  }
+  if (st.mtimeMs !== faultState.mtimeMs || st.size !== faultState.size ||
+      st.ino !== faultState.ino) {
+    faultState.mtimeMs = st.mtimeMs;
+    faultState.size = st.size;
+    faultState.ino = st.ino;
+    try {
+      const rules = JSON.parse(fs.readFileSync(opts.faults, 'utf8') || '[]');
+      faultState.rules = (Array.isArray(rules) ? rules : []).map(
+        (r) => ({ ...r, counts: new Map() }));
+    } catch (e) {
+      process.stderr.write(`server.js: bad faults file: ${e.message}\n`);
+      faultState.rules = [];
+    }
+  }
+  return faultState.rules;
+}
+
+function pickFault(req) {
+  const op = classify(req.method, req.url);
+  for (const r of loadFaults()) {
+    if (r.op && r.op !== 'any' && r.op !== op) continue;
+    if (r.match && !req.url.includes(r.match)) continue;
+    const id = r.per_url ? req.url : '';
+    let c = r.counts.get(id);
+    if (!c) r.counts.set(id, c = { seen: 0, fired: 0 });
+    if (r.times !== undefined && c.fired >= r.times) continue;
+    c.seen++;
+    if (c.seen % (r.every || 1) !== 0) continue;
+    c.fired++;
+    return r;
+  }
+  return null;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection',
@@ -382,7 +477,7 @@ function main() {
     res.end(req.method === 'HEAD' ? undefined : xml);
   }
 
-  function forward(req, res, body) {
+  function forward(req, res, body, truncate) {
     const headers = {};
     for (const [k, v] of Object.entries(req.headers)) {
       if (!HOP_BY_HOP.has(k)) headers[k] = v;
@@ -401,6 +496,24 @@ function main() {
         if (!HOP_BY_HOP.has(k)) outHeaders[k] = v;
       }
       res.writeHead(upRes.statusCode, outHeaders);
+      if (truncate) {
+        logRequest(req, upRes.statusCode, 'FAULT:truncate');
+        const half = Math.floor(Number(upRes.headers['content-length'] || 0)
+          / 2);
+        let sent = 0;
+        upRes.on('data', (c) => {
+          const room = half - sent;
+          if (room > 0) {
+            res.write(c.subarray(0, room));
+            sent += Math.min(room, c.length);
+          }
+        });
+        upRes.on('end', () => {
+          // Let the half body reach the client before the cut.
+          setTimeout(() => res.socket && res.socket.destroy(), 50);
+        });
+        return;
+      }
       logRequest(req, upRes.statusCode);
       upRes.pipe(res);
       upRes.on('error', () => res.destroy());
@@ -409,7 +522,8 @@ function main() {
     up.end(body);
   }
 
-  const proxy = http.createServer((req, res) => {
+  const tls = opts['tls-key'] && opts['tls-cert'];
+  const handler = (req, res) => {
     const chunks = [];
     let size = 0;
     let tooBig = false;
@@ -426,10 +540,34 @@ function main() {
         return;
       }
       const body = Buffer.concat(chunks);
-      verify(req, body).then(() => forward(req, res, body),
-        (err) => sendError(req, res, err));
+      verify(req, body).then(() => {
+        const f = pickFault(req);
+        if (!f) {
+          forward(req, res, body);
+        } else if (f.action === 'drop') {
+          logRequest(req, 0, 'FAULT:drop');
+          req.socket.destroy();
+        } else if (f.action === 'truncate') {
+          forward(req, res, body, true);
+        } else if (f.action === 'delay') {
+          logRequest(req, 0, `FAULT:delay ${f.delay_ms || 0}`);
+          setTimeout(() => {
+            if (!res.destroyed && !req.socket.destroyed) {
+              forward(req, res, body);
+            }
+          }, f.delay_ms || 0);
+        } else {
+          sendError(req, res, new S3Error(f.status || 503,
+            f.code || 'SlowDown', f.message || FAULT_MESSAGES[f.code] ||
+            'Injected fault'));
+        }
+      }, (err) => sendError(req, res, err));
     });
-  });
+  };
+  const proxy = tls
+    ? https.createServer({ key: fs.readFileSync(opts['tls-key']),
+      cert: fs.readFileSync(opts['tls-cert']) }, handler)
+    : http.createServer(handler);
   // Longer than a client's idle reuse window, so a kept-alive connection is
   // not closed under a request in flight.
   proxy.keepAliveTimeout = 30000;

@@ -18,12 +18,12 @@
 
 /* Offsets of the on-disk format (see src/cache.c), for damage tests that
  * must get past the checksums to reach a specific check. */
-#define HDR_LEN 76
+#define HDR_LEN 84
 #define H_N_EVENTS 16
 #define H_INDEX_CRC 20
 #define H_DATA_LEN 24
 #define H_INDEX_LEN 32
-#define H_CRC 72
+#define H_CRC 80
 
 static char base[] = "/tmp/wivaudit-cache-XXXXXX";
 
@@ -148,7 +148,7 @@ static int write_entry(struct wiv_cache *c, const char *id,
 		       enum wiv_object_status status,
 		       struct wiv_object_index **out)
 {
-	struct wiv_cache_writer *w = wiv_cache_writer_new(c, id);
+	struct wiv_cache_writer *w = wiv_cache_writer_new(c, id, "key");
 	int err;
 
 	if (!w)
@@ -279,7 +279,7 @@ static void test_bad_and_abort(void)
 	CHECK(idx && idx->status == WIV_OBJECT_BAD && idx->n_events == 0);
 	wiv_object_index_free(idx);
 
-	w = wiv_cache_writer_new(c, "a");
+	w = wiv_cache_writer_new(c, "a", "key");
 	CHECK(w != NULL);
 	CHECK_INT(wiv_cache_writer_add(w, &sample[0]), 0);
 	CHECK_INT(wiv_cache_writer_add(w, &sample[3]), 0);
@@ -665,6 +665,51 @@ static void test_concurrency(void)
 	wiv_cache_close(c);
 }
 
+/* Hit and miss counters, and what inspect reads back from an entry. */
+static void test_counters_and_inspect(void)
+{
+	struct wiv_cache_counters n;
+	struct wiv_cache_entry_info info;
+	struct wiv_object_index *idx = NULL;
+	const char *why = NULL;
+	char dir[512], path[600];
+	struct wiv_cache *c;
+	int fd;
+
+	sub_path(dir, sizeof(dir), "counters");
+	c = open_cache(dir, 1 << 30);
+	if (!c)
+		return;
+	CHECK_INT(wiv_cache_lookup(c, "k", "key", &idx), ENOENT);
+	CHECK_INT(write_entry(c, "k", sample, N_SAMPLE, WIV_OBJECT_OK, &idx),
+		  0);
+	wiv_object_index_free(idx);
+	CHECK_INT(wiv_cache_lookup(c, "k", "key", &idx), 0);
+	wiv_object_index_free(idx);
+	wiv_cache_note_download(c, 123);
+	wiv_cache_counters(c, &n);
+	CHECK_INT(n.hits, 1);
+	CHECK_INT(n.misses, 1);
+	CHECK_INT(n.downloads, 1);
+	CHECK_INT(n.download_bytes, 123);
+
+	entry_path(path, sizeof(path), dir, "k");
+	fd = open(path, O_RDONLY);
+	CHECK(fd >= 0);
+	CHECK_INT(wiv_cache_inspect(fd, strrchr(path, '/') + 1, true, &info,
+				    &why),
+		  0);
+	CHECK_STR(info.key, "key");
+	CHECK_INT(info.n_events, N_SAMPLE);
+	free(info.key);
+	/* Named after another id: refused, key still reported. */
+	CHECK_INT(wiv_cache_inspect(fd, "00", false, &info, &why), EBADMSG);
+	CHECK_STR(info.key, "key");
+	free(info.key);
+	close(fd);
+	wiv_cache_close(c);
+}
+
 int main(void)
 {
 	if (!mkdtemp(base)) {
@@ -678,6 +723,7 @@ int main(void)
 	test_eviction();
 	test_refusals();
 	test_concurrency();
+	test_counters_and_inspect();
 	rm_rf(base);
 	return CHECK_DONE();
 }

@@ -1,0 +1,249 @@
+/* Stats files of running mounts. A file is text, one "name value" a line:
+ *
+ *	wivaudit-mount-stats 1
+ *	pid 1234
+ *	mountpoint /mnt/audit      (percent-encoded: no control byte, no %)
+ *	source s3://bucket
+ *	started_at 1700000000
+ *	...
+ */
+#include "wivaudit/mount_stats.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HEADER "wivaudit-mount-stats 1"
+#define SUFFIX ".stats"
+
+static void put_encoded(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c < ' ' || c == '%' || c == 0x7f)
+			fprintf(f, "%%%02X", c);
+		else
+			fputc(c, f);
+	}
+}
+
+static char *decoded(const char *s)
+{
+	char *out = malloc(strlen(s) + 1), *o = out;
+	unsigned v;
+
+	if (!out)
+		return NULL;
+	for (; *s; s++) {
+		if (*s == '%' && sscanf(s + 1, "%2X", &v) == 1 && v) {
+			*o++ = (char)v;
+			s += 2;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+int wiv_mount_stats_write(const char *cache_dir,
+			  const struct wiv_mount_stats *s)
+{
+	char dir[4096], path[4200], tmp[4300];
+	char *body = NULL;
+	size_t len = 0;
+	FILE *mem;
+	int fd, err = 0;
+
+	snprintf(dir, sizeof(dir), "%s/mounts", cache_dir);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return errno;
+	snprintf(path, sizeof(path), "%s/%ld" SUFFIX, dir, (long)s->pid);
+	snprintf(tmp, sizeof(tmp), "%s/.tmp.%ld", dir, (long)s->pid);
+
+	mem = open_memstream(&body, &len);
+	if (!mem)
+		return ENOMEM;
+	fprintf(mem, HEADER "\npid %ld\nmountpoint ", (long)s->pid);
+	put_encoded(mem, s->mountpoint ? s->mountpoint : "");
+	fputs("\nsource ", mem);
+	put_encoded(mem, s->source ? s->source : "");
+	fprintf(mem,
+		"\nstarted_at %" PRId64 "\nupdated_at %" PRId64
+		"\ncache_bound %" PRIu64 "\nhits %" PRIu64 "\nmisses %" PRIu64
+		"\ndownloads %" PRIu64 "\ndownload_bytes %" PRIu64 "\n",
+		s->started_at, s->updated_at, s->cache_bound, s->hits,
+		s->misses, s->downloads, s->download_bytes);
+	if (fclose(mem) != 0) {
+		free(body);
+		return ENOMEM;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+		  0600);
+	if (fd < 0) {
+		err = errno;
+	} else {
+		if (write(fd, body, len) != (ssize_t)len)
+			err = errno ? errno : EIO;
+		if (close(fd) != 0 && !err)
+			err = errno;
+		if (!err && rename(tmp, path) != 0)
+			err = errno;
+		if (err)
+			unlink(tmp);
+	}
+	free(body);
+	return err;
+}
+
+void wiv_mount_stats_remove(const char *cache_dir, pid_t pid)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/mounts/%ld" SUFFIX, cache_dir,
+		 (long)pid);
+	unlink(path);
+}
+
+/* Parses one file; returns 0 or EBADMSG. */
+static int parse(FILE *f, struct wiv_mount_stats *s)
+{
+	char line[8192];
+	bool header = false;
+
+	while (fgets(line, sizeof(line), f)) {
+		char *value = strchr(line, ' ');
+		line[strcspn(line, "\n")] = '\0';
+		if (!header) {
+			if (strcmp(line, HEADER) != 0)
+				return EBADMSG;
+			header = true;
+			continue;
+		}
+		if (!value)
+			continue;
+		*value++ = '\0';
+		if (strcmp(line, "mountpoint") == 0) {
+			free(s->mountpoint);
+			s->mountpoint = decoded(value);
+		} else if (strcmp(line, "source") == 0) {
+			free(s->source);
+			s->source = decoded(value);
+		} else if (strcmp(line, "started_at") == 0) {
+			s->started_at = strtoll(value, NULL, 10);
+		} else if (strcmp(line, "updated_at") == 0) {
+			s->updated_at = strtoll(value, NULL, 10);
+		} else if (strcmp(line, "cache_bound") == 0) {
+			s->cache_bound = strtoull(value, NULL, 10);
+		} else if (strcmp(line, "hits") == 0) {
+			s->hits = strtoull(value, NULL, 10);
+		} else if (strcmp(line, "misses") == 0) {
+			s->misses = strtoull(value, NULL, 10);
+		} else if (strcmp(line, "downloads") == 0) {
+			s->downloads = strtoull(value, NULL, 10);
+		} else if (strcmp(line, "download_bytes") == 0) {
+			s->download_bytes = strtoull(value, NULL, 10);
+		}
+	}
+	return header && s->mountpoint && s->source ? 0 : EBADMSG;
+}
+
+/* The pid a stats file is named after, or 0. */
+static pid_t pid_of_name(const char *name)
+{
+	char *end;
+	long pid;
+
+	if (name[0] < '1' || name[0] > '9')
+		return 0;
+	pid = strtol(name, &end, 10);
+	return strcmp(end, SUFFIX) == 0 && pid > 0 ? (pid_t)pid : 0;
+}
+
+static bool alive(pid_t pid)
+{
+	return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+static int by_pid(const void *a, const void *b)
+{
+	pid_t x = ((const struct wiv_mount_stats *)a)->pid;
+	pid_t y = ((const struct wiv_mount_stats *)b)->pid;
+	return (x > y) - (x < y);
+}
+
+int wiv_mount_stats_list(const char *cache_dir, struct wiv_mount_stats **out,
+			 size_t *n)
+{
+	struct wiv_mount_stats *all = NULL;
+	char dir[4096], path[4400];
+	struct dirent *de;
+	size_t count = 0;
+	DIR *d;
+
+	*out = NULL;
+	*n = 0;
+	snprintf(dir, sizeof(dir), "%s/mounts", cache_dir);
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : errno;
+	while ((de = readdir(d))) {
+		pid_t pid = pid_of_name(de->d_name);
+		struct wiv_mount_stats s = {.pid = pid}, *grown;
+		FILE *f;
+
+		if (!pid)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (!alive(pid)) {
+			unlink(path);
+			continue;
+		}
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (parse(f, &s) != 0) {
+			fclose(f);
+			free(s.mountpoint);
+			free(s.source);
+			continue;
+		}
+		fclose(f);
+		s.pid = pid;
+		grown = realloc(all, (count + 1) * sizeof(*all));
+		if (!grown) {
+			free(s.mountpoint);
+			free(s.source);
+			wiv_mount_stats_free(all, count);
+			closedir(d);
+			return ENOMEM;
+		}
+		all = grown;
+		all[count++] = s;
+	}
+	closedir(d);
+	if (count)
+		qsort(all, count, sizeof(*all), by_pid);
+	*out = all;
+	*n = count;
+	return 0;
+}
+
+void wiv_mount_stats_free(struct wiv_mount_stats *s, size_t n)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(s[i].mountpoint);
+		free(s[i].source);
+	}
+	free(s);
+}
