@@ -30,6 +30,15 @@ static int candidate_paths(char paths[3][4096])
 	return n;
 }
 
+/* jansson quotes the text near a syntax error as it is in the file: keep a
+ * newline or escape sequence there from breaking the one-line message. */
+static void printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
 static char *optional_string(json_t *root, const char *name)
 {
 	json_t *v = json_object_get(root, name);
@@ -55,6 +64,7 @@ int wiv_config_load(struct wiv_config *cfg, char *err, size_t errlen)
 	json_t *root = json_load_file(path, 0, &jerr);
 	if (!root) {
 		snprintf(err, errlen, "%s:%d: %s", path, jerr.line, jerr.text);
+		printable(err);
 		return EINVAL;
 	}
 	json_t *bucket = json_object_get(root, "bucket_name");

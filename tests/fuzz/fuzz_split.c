@@ -1,10 +1,5 @@
-/* libFuzzer harness for the splitter and the layout. Build and run:
- *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
- *     -Iinclude src/json_layout.c src/split.c src/log.c \
- *     tests/fuzz/fuzz_split.c $(pkg-config --cflags --libs zlib jansson \
- *     openssl) -lpthread -o fuzz_split
- *   ./fuzz_split -close_fd_mask=2 -max_total_time=60 CORPUS_DIR
+/* libFuzzer harness for the splitter and the layout (built and run by
+ * meson: see tests/fuzz/README).
  *
  * The first input byte picks the chunk size and the layout; the rest is the
  * body. Properties checked beyond "no crash": feeding in small chunks gives
