@@ -1,29 +1,242 @@
-/* FUSE high-level operations over the tree. Everything is read-only: the
- * mount is made with -o ro, so the kernel answers EROFS to every write,
- * create, rename or chmod before it reaches us. */
+/* The FUSE low-level operations over the tree: the only place that turns
+ * errno into a FUSE reply.
+ *
+ * Node ids are the tree's inode numbers, so the kernel and `stat` agree and
+ * both survive remounts. The node table maps each id the kernel holds a
+ * reference to (lookup count > 0) to its path; it shrinks as the kernel
+ * forgets, and the kernel is told to forget a day/type directory when the
+ * tree drops it from memory, so neither side grows with the bucket.
+ *
+ * Everything is read-only: the mount is made with -o ro, so the kernel
+ * answers EROFS to every write, create, rename or chmod before it reaches
+ * us. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include "wivaudit/fuse_ops.h"
+#include <fuse_lowlevel.h>
 
-static struct wiv_fs *fs(void)
+#include "wivaudit/fuse_ops.h"
+#include "wivaudit/log.h"
+
+/* Event files never change once seen: the kernel may trust their names and
+ * attributes far longer than a listing's. */
+#define EVENT_TIMEOUT_S 3600.0
+/* Longest path in the tree: org (255) + date + type + name (~220). */
+#define PATH_MAX_LEN 1024
+
+struct node {
+	uint64_t ino;
+	uint64_t nlookup;
+	char *path;
+	struct node *next; /* hash chain */
+};
+
+/* A day/type directory the kernel should forget: parent id and name. */
+struct forget_request {
+	uint64_t parent;
+	char name[8];
+	struct forget_request *next;
+};
+
+struct wiv_fuse {
+	struct wiv_fs cfg;
+	struct fuse_session *se;
+	bool no_open;
+
+	pthread_mutex_t nodes_lock;
+	struct node **buckets;
+	size_t nbuckets; /* a power of two */
+	size_t nnodes;
+
+	pthread_mutex_t forget_lock;
+	pthread_cond_t forget_wakeup;
+	struct forget_request *forget_head;
+	bool forget_stop;
+	pthread_t forget_thread;
+	bool forget_started;
+};
+
+static struct wiv_fuse *fuse_of(fuse_req_t req)
 {
-	return fuse_get_context()->private_data;
+	return fuse_req_userdata(req);
 }
 
-static void fill_stat(const struct wiv_fs *f, const struct wiv_node_attr *a,
+/* ---- node table ---- */
+
+static size_t bucket_of(const struct wiv_fuse *f, uint64_t ino)
+{
+	/* Tree inode numbers are hashes already; mix anyway for the root. */
+	return (size_t)((ino * 0x9e3779b97f4a7c15ULL) >> 20) & (f->nbuckets - 1);
+}
+
+static struct node *node_find(struct wiv_fuse *f, uint64_t ino)
+{
+	for (struct node *n = f->buckets[bucket_of(f, ino)]; n; n = n->next)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+static void grow_buckets(struct wiv_fuse *f)
+{
+	size_t nb = f->nbuckets * 2;
+	struct node **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return; /* longer chains, still correct */
+	size_t old = f->nbuckets;
+	struct node **ob = f->buckets;
+	f->buckets = b;
+	f->nbuckets = nb;
+	for (size_t i = 0; i < old; i++)
+		for (struct node *n = ob[i], *next; n; n = next) {
+			next = n->next;
+			size_t k = bucket_of(f, n->ino);
+			n->next = b[k];
+			b[k] = n;
+		}
+	free(ob);
+}
+
+/* Counts one kernel reference to ino at path. Returns 0 or ENOMEM. */
+static int node_ref(struct wiv_fuse *f, uint64_t ino, const char *path)
+{
+	pthread_mutex_lock(&f->nodes_lock);
+	struct node *n = node_find(f, ino);
+	if (n && strcmp(n->path, path) != 0)
+		/* Two paths with one 64-bit hash: vanishingly rare, but it
+		 * must not go unnoticed. */
+		wiv_err("inode collision: %s and %s share %llu", n->path, path,
+			(unsigned long long)ino);
+	if (!n) {
+		n = calloc(1, sizeof(*n));
+		if (!n || !(n->path = strdup(path))) {
+			free(n);
+			pthread_mutex_unlock(&f->nodes_lock);
+			return ENOMEM;
+		}
+		n->ino = ino;
+		size_t k = bucket_of(f, ino);
+		n->next = f->buckets[k];
+		f->buckets[k] = n;
+		if (++f->nnodes > f->nbuckets)
+			grow_buckets(f);
+	}
+	n->nlookup++;
+	pthread_mutex_unlock(&f->nodes_lock);
+	return 0;
+}
+
+static void node_forget(struct wiv_fuse *f, uint64_t ino, uint64_t count)
+{
+	if (ino == FUSE_ROOT_ID)
+		return;
+	pthread_mutex_lock(&f->nodes_lock);
+	struct node **pp = &f->buckets[bucket_of(f, ino)];
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->next;
+	struct node *n = *pp;
+	if (n)
+		n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
+	if (n && n->nlookup == 0) {
+		*pp = n->next;
+		f->nnodes--;
+		free(n->path);
+		free(n);
+	}
+	pthread_mutex_unlock(&f->nodes_lock);
+}
+
+/* Copies the path of ino into out. Returns 0 or ESTALE if the kernel asks
+ * about an id it was never given (or already forgot). */
+static int node_path(struct wiv_fuse *f, uint64_t ino, char *out)
+{
+	if (ino == FUSE_ROOT_ID) {
+		strcpy(out, "/");
+		return 0;
+	}
+	pthread_mutex_lock(&f->nodes_lock);
+	struct node *n = node_find(f, ino);
+	if (n)
+		snprintf(out, PATH_MAX_LEN, "%s", n->path);
+	pthread_mutex_unlock(&f->nodes_lock);
+	return n ? 0 : ESTALE;
+}
+
+static int child_path(struct wiv_fuse *f, uint64_t parent, const char *name,
+		      char *out)
+{
+	char dir[PATH_MAX_LEN];
+	int err = node_path(f, parent, dir);
+	if (err)
+		return err;
+	int len = snprintf(out, PATH_MAX_LEN, "%s/%s",
+			   strcmp(dir, "/") == 0 ? "" : dir, name);
+	return len < PATH_MAX_LEN ? 0 : ENAMETOOLONG;
+}
+
+/* ---- forgetting dropped directories ---- */
+
+/* Called by the tree, with the tree locked: only queue the request. */
+static void queue_forget(void *arg, const char *day_path, const char *type)
+{
+	struct wiv_fuse *f = arg;
+	uint64_t parent = wiv_tree_path_ino(day_path);
+	pthread_mutex_lock(&f->nodes_lock);
+	bool known = node_find(f, parent) != NULL;
+	pthread_mutex_unlock(&f->nodes_lock);
+	struct forget_request *r = known ? calloc(1, sizeof(*r)) : NULL;
+	if (!r)
+		return;
+	r->parent = parent;
+	snprintf(r->name, sizeof(r->name), "%s", type);
+	pthread_mutex_lock(&f->forget_lock);
+	r->next = f->forget_head;
+	f->forget_head = r;
+	pthread_cond_signal(&f->forget_wakeup);
+	pthread_mutex_unlock(&f->forget_lock);
+}
+
+/* The kernel's invalidation waits on the directory's lock, which a request
+ * in flight may hold: so it runs here, never in a request or under a lock. */
+static void *forget_worker(void *arg)
+{
+	struct wiv_fuse *f = arg;
+	pthread_mutex_lock(&f->forget_lock);
+	for (;;) {
+		while (!f->forget_head && !f->forget_stop)
+			pthread_cond_wait(&f->forget_wakeup, &f->forget_lock);
+		if (f->forget_stop)
+			break;
+		struct forget_request *r = f->forget_head;
+		f->forget_head = r->next;
+		pthread_mutex_unlock(&f->forget_lock);
+		fuse_lowlevel_notify_inval_entry(f->se, r->parent, r->name,
+						 strlen(r->name));
+		free(r);
+		pthread_mutex_lock(&f->forget_lock);
+	}
+	pthread_mutex_unlock(&f->forget_lock);
+	return NULL;
+}
+
+/* ---- replies ---- */
+
+static void fill_stat(const struct wiv_fuse *f, const struct wiv_node_attr *a,
 		      struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = a->ino;
 	st->st_mode = a->is_dir ? (S_IFDIR | 0555) : (S_IFREG | 0444);
 	st->st_nlink = a->nlink;
-	st->st_uid = f->uid;
-	st->st_gid = f->gid;
+	st->st_uid = f->cfg.uid;
+	st->st_gid = f->cfg.gid;
 	st->st_size = (off_t)a->size;
 	st->st_blksize = 4096;
 	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
@@ -31,143 +244,380 @@ static void fill_stat(const struct wiv_fs *f, const struct wiv_node_attr *a,
 		(time_t)a->mtime_s;
 }
 
-static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+static double timeout_of(const struct wiv_fuse *f, const struct wiv_node_attr *a)
 {
-	struct wiv_fs *f = fs();
-	/* Inode numbers come from the tree, so they survive remounts. */
-	cfg->use_ino = 1;
-	/* Event files never change once seen: keep their pages. */
-	cfg->kernel_cache = 1;
-	/* Directories may gain entries when a listing is refreshed, so the
-	 * kernel may trust a name or attribute for one listing TTL. */
-	cfg->entry_timeout = f->list_ttl_s;
-	cfg->attr_timeout = f->list_ttl_s;
-	cfg->negative_timeout = f->list_ttl_s < 5 ? f->list_ttl_s : 5;
-	conn->want |= conn->capable & FUSE_CAP_READDIRPLUS;
-	f->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
-	return f;
+	return a->is_dir ? f->cfg.list_ttl_s : EVENT_TIMEOUT_S;
 }
 
-static int op_getattr(const char *path, struct stat *st,
-		      struct fuse_file_info *fi)
+static void fill_entry(const struct wiv_fuse *f, const struct wiv_node_attr *a,
+		       struct fuse_entry_param *e)
 {
+	memset(e, 0, sizeof(*e));
+	e->ino = a->ino;
+	fill_stat(f, a, &e->attr);
+	e->attr_timeout = e->entry_timeout = timeout_of(f, a);
+}
+
+/* ---- operations ---- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct wiv_fuse *f = userdata;
+	/* Plus always: grep and rsync stat every file they list, and one
+	 * readdirplus answers what would be a lookup per file. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* Open/release are two round trips per file for nothing: a kernel
+	 * that can stops sending them after one ENOSYS (and keeps pages). */
+	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) {
+		conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+		f->no_open = true;
+	}
+	/* Not so for opendir: without it the kernel caches listings until the
+	 * directory's mtime changes, and a day directory gains events (of an
+	 * object delivered just after midnight) without a new mtime. */
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct wiv_fuse *f = fuse_of(req);
+	char path[PATH_MAX_LEN];
 	struct wiv_node_attr a;
-	int err = wiv_tree_stat(fs()->tree, path, &a);
-	if (err)
-		return -err;
-	fill_stat(fs(), &a, st);
-	return 0;
+	struct fuse_entry_param e;
+	int err = child_path(f, parent, name, path);
+	if (!err)
+		err = wiv_tree_stat(f->cfg.tree, path, &a);
+	if (err == ENOENT) {
+		/* A negative entry, cached for as long as a listing. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = f->cfg.list_ttl_s < 5 ? f->cfg.list_ttl_s : 5;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (!err)
+		err = node_ref(f, a.ino, path);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	fill_entry(f, &a, &e);
+	fuse_reply_entry(req, &e);
 }
 
-struct fill_state {
-	void *buf;
-	fuse_fill_dir_t filler;
-	const struct wiv_fs *fs;
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	node_forget(fuse_of(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		node_forget(fuse_of(req), forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct wiv_fuse *f = fuse_of(req);
+	char path[PATH_MAX_LEN];
+	struct wiv_node_attr a;
+	int err = node_path(f, ino, path);
+	if (!err)
+		err = wiv_tree_stat(f->cfg.tree, path, &a);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	struct stat st;
+	fill_stat(f, &a, &st);
+	fuse_reply_attr(req, &st, timeout_of(f, &a));
+}
+
+struct dir_fill {
+	struct wiv_fuse *f;
+	fuse_req_t req;
+	const char *dir;
+	char *buf;
+	size_t size, used;
+	bool plus;
+	int err;
 };
 
 /* "." and ".." take offsets 1 and 2; the tree's children follow. */
 #define FIRST_CHILD_OFFSET 2
 
-static int fill_one(void *arg, const char *name, const struct wiv_node_attr *a,
+/* ino 0 would hide the entry from readdir(3); the node id stays 0 so that
+ * the kernel takes no reference. */
+static bool add_dot(struct dir_fill *d, const char *name, uint64_t ino,
 		    off_t next)
 {
-	struct fill_state *s = arg;
-	struct stat st;
-	fill_stat(s->fs, a, &st);
-	return s->filler(s->buf, name, &st, next + FIRST_CHILD_OFFSET,
-			 FUSE_FILL_DIR_PLUS);
+	struct fuse_entry_param e = {.attr = {.st_mode = S_IFDIR,
+					      .st_ino = ino}};
+	size_t room = d->size - d->used;
+	size_t need = d->plus ? fuse_add_direntry_plus(d->req, d->buf + d->used,
+						       room, name, &e, next)
+			      : fuse_add_direntry(d->req, d->buf + d->used,
+						  room, name, &e.attr, next);
+	if (need > room)
+		return false;
+	d->used += need;
+	return true;
 }
 
-static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
-		      off_t offset, struct fuse_file_info *fi,
-		      enum fuse_readdir_flags flags)
+static int add_child(void *arg, const char *name,
+		     const struct wiv_node_attr *a, off_t next)
 {
-	struct fill_state s = {.buf = buf, .filler = filler, .fs = fs()};
-	if (offset < 1 && filler(buf, ".", NULL, 1, 0))
+	struct dir_fill *d = arg;
+	size_t room = d->size - d->used;
+	off_t off = next + FIRST_CHILD_OFFSET;
+	struct fuse_entry_param e;
+	fill_entry(d->f, a, &e);
+	if (!d->plus) {
+		size_t need = fuse_add_direntry(d->req, d->buf + d->used, room,
+						name, &e.attr, off);
+		if (need > room)
+			return 1;
+		d->used += need;
 		return 0;
-	if (offset < 2 && filler(buf, "..", NULL, 2, 0))
-		return 0;
-	off_t start = offset > FIRST_CHILD_OFFSET ? offset - FIRST_CHILD_OFFSET : 0;
-	return -wiv_tree_readdir(fs()->tree, path, start, fill_one, &s);
+	}
+	/* Measure first: an entry that does not fit must not be counted as
+	 * a lookup the kernel never saw. */
+	if (fuse_add_direntry_plus(d->req, NULL, 0, name, &e, off) > room)
+		return 1;
+	char path[PATH_MAX_LEN];
+	if (snprintf(path, sizeof(path), "%s/%s",
+		     strcmp(d->dir, "/") == 0 ? "" : d->dir,
+		     name) >= (int)sizeof(path) ||
+	    node_ref(d->f, a->ino, path) != 0) {
+		d->err = ENOMEM;
+		return 1;
+	}
+	d->used += fuse_add_direntry_plus(d->req, d->buf + d->used, room, name,
+					  &e, off);
+	return 0;
 }
 
-/* Open, read, release are three round trips per file for grep; a kernel
- * that supports it stops sending open (and release) after one ENOSYS, and
- * reads then come by path. Event pages stay cached either way. */
-static int op_open(const char *path, struct fuse_file_info *fi)
+static uint64_t parent_ino(const char *path)
 {
-	if ((fi->flags & O_ACCMODE) != O_RDONLY)
-		return -EROFS;
-	if (fs()->no_open)
-		return -ENOSYS;
-	struct wiv_event_handle *h;
-	int err = wiv_tree_open(fs()->tree, path, &h);
+	char parent[PATH_MAX_LEN];
+	snprintf(parent, sizeof(parent), "%s", path);
+	char *slash = strrchr(parent, '/');
+	if (!slash || slash == parent)
+		return FUSE_ROOT_ID;
+	*slash = '\0';
+	return wiv_tree_path_ino(parent);
+}
+
+static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     bool plus)
+{
+	struct wiv_fuse *f = fuse_of(req);
+	char path[PATH_MAX_LEN];
+	int err = node_path(f, ino, path);
+	char *buf = err ? NULL : malloc(size);
+	if (!err && !buf)
+		err = ENOMEM;
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	struct dir_fill d = {.f = f, .req = req, .dir = path, .buf = buf,
+			     .size = size, .plus = plus};
+	bool room = true;
+	if (off < 1)
+		room = add_dot(&d, ".", ino, 1);
+	if (room && off < 2)
+		room = add_dot(&d, "..", parent_ino(path), 2);
+	if (room) {
+		off_t start = off > FIRST_CHILD_OFFSET ? off - FIRST_CHILD_OFFSET
+						       : 0;
+		err = wiv_tree_readdir(f->cfg.tree, path, start, add_child, &d);
+	}
+	if (!err && d.err && d.used == 0)
+		err = d.err;
 	if (err)
-		return -err;
-	fi->fh = (uint64_t)(uintptr_t)h;
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, d.used);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	read_dir(req, ino, size, off, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	read_dir(req, ino, size, off, true);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (fuse_of(req)->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	fi->keep_cache = 1;
-	return 0;
+	fuse_reply_open(req, fi);
 }
 
-static int op_read(const char *path, char *buf, size_t size, off_t off,
-		   struct fuse_file_info *fi)
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
 {
-	struct wiv_event_handle *h = (void *)(uintptr_t)fi->fh;
-	size_t n;
-	int err = h ? wiv_tree_read(fs()->tree, h, buf, size, off, &n)
-		    : wiv_tree_read_path(fs()->tree, path, buf, size, off, &n);
-	return err ? -err : (int)n;
+	struct wiv_fuse *f = fuse_of(req);
+	char path[PATH_MAX_LEN];
+	int err = node_path(f, ino, path);
+	char *buf = err ? NULL : malloc(size ? size : 1);
+	size_t n = 0;
+	if (!err && !buf)
+		err = ENOMEM;
+	if (!err)
+		err = wiv_tree_read_path(f->cfg.tree, path, buf, size, off, &n);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, n);
+	free(buf);
 }
 
-static int op_release(const char *path, struct fuse_file_info *fi)
+static void reply_xattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
 {
-	wiv_event_handle_free((void *)(uintptr_t)fi->fh);
-	return 0;
-}
-
-static int xattr_result(int err, size_t len)
-{
-	return err ? -err : (int)len;
-}
-
-static int op_getxattr(const char *path, const char *name, char *value,
-		       size_t size)
-{
+	struct wiv_fuse *f = fuse_of(req);
+	char path[PATH_MAX_LEN];
+	char *buf = size ? malloc(size) : NULL;
 	size_t len = 0;
-	int err = wiv_tree_xattr(fs()->tree, path, name, value, size, &len);
-	return xattr_result(err, len);
+	int err = node_path(f, ino, path);
+	if (!err && size && !buf)
+		err = ENOMEM;
+	if (!err)
+		err = wiv_tree_xattr(f->cfg.tree, path, name, buf, size, &len);
+	if (err)
+		fuse_reply_err(req, err);
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else
+		fuse_reply_buf(req, buf, len);
+	free(buf);
 }
 
-static int op_listxattr(const char *path, char *list, size_t size)
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
 {
-	size_t len = 0;
-	int err = wiv_tree_xattr(fs()->tree, path, NULL, list, size, &len);
-	return xattr_result(err, len);
+	reply_xattr(req, ino, name, size);
 }
 
-static int op_statfs(const char *path, struct statvfs *st)
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	memset(st, 0, sizeof(*st));
-	st->f_bsize = 4096;
-	st->f_frsize = 4096;
-	st->f_namemax = 255;
-	st->f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
-	return 0;
+	reply_xattr(req, ino, NULL, size);
 }
 
-static const struct fuse_operations operations = {
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st;
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = 4096;
+	st.f_frsize = 4096;
+	st.f_namemax = 255;
+	st.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
+	fuse_reply_statfs(req, &st);
+}
+
+static const struct fuse_lowlevel_ops operations = {
 	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
 	.getattr = op_getattr,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.open = op_open,
 	.read = op_read,
-	.release = op_release,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
 	.statfs = op_statfs,
 };
 
-const struct fuse_operations *wiv_fuse_operations(void)
+/* ---- life cycle ---- */
+
+struct wiv_fuse *wiv_fuse_new(const struct wiv_fs *cfg, struct fuse_args *args)
 {
-	return &operations;
+	struct wiv_fuse *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->cfg = *cfg;
+	f->nbuckets = 1024;
+	f->buckets = calloc(f->nbuckets, sizeof(*f->buckets));
+	pthread_mutex_init(&f->nodes_lock, NULL);
+	pthread_mutex_init(&f->forget_lock, NULL);
+	pthread_cond_init(&f->forget_wakeup, NULL);
+	if (f->buckets)
+		f->se = fuse_session_new(args, &operations, sizeof(operations),
+					 f);
+	if (!f->se) {
+		wiv_fuse_free(f);
+		return NULL;
+	}
+	wiv_tree_on_dir_dropped(cfg->tree, queue_forget, f);
+	return f;
+}
+
+struct fuse_session *wiv_fuse_session(struct wiv_fuse *f)
+{
+	return f->se;
+}
+
+int wiv_fuse_loop(struct wiv_fuse *f)
+{
+	f->forget_started =
+		pthread_create(&f->forget_thread, NULL, forget_worker, f) == 0;
+	struct fuse_loop_config *loop = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_max_threads(loop, 64);
+	int rc = fuse_session_loop_mt(f->se, loop);
+	fuse_loop_cfg_destroy(loop);
+	return rc;
+}
+
+void wiv_fuse_free(struct wiv_fuse *f)
+{
+	if (!f)
+		return;
+	if (f->cfg.tree)
+		wiv_tree_on_dir_dropped(f->cfg.tree, NULL, NULL);
+	if (f->forget_started) {
+		pthread_mutex_lock(&f->forget_lock);
+		f->forget_stop = true;
+		pthread_cond_signal(&f->forget_wakeup);
+		pthread_mutex_unlock(&f->forget_lock);
+		pthread_join(f->forget_thread, NULL);
+	}
+	while (f->forget_head) {
+		struct forget_request *r = f->forget_head;
+		f->forget_head = r->next;
+		free(r);
+	}
+	if (f->se)
+		fuse_session_destroy(f->se);
+	for (size_t i = 0; f->buckets && i < f->nbuckets; i++)
+		for (struct node *n = f->buckets[i], *next; n; n = next) {
+			next = n->next;
+			free(n->path);
+			free(n);
+		}
+	free(f->buckets);
+	pthread_mutex_destroy(&f->nodes_lock);
+	pthread_mutex_destroy(&f->forget_lock);
+	pthread_cond_destroy(&f->forget_wakeup);
+	free(f);
 }

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <fuse.h>
 #include <fuse_lowlevel.h>
 
 #include "wivaudit/cache.h"
@@ -182,28 +181,28 @@ static void log_cache_counters(struct wiv_cache *cache)
 }
 
 static int serve(struct wiv_options *o, struct fuse_args *args,
-		 struct wiv_fs *fsdata, struct wiv_cache *cache)
+		 const struct wiv_fs *fsdata, struct wiv_cache *cache)
 {
 	/* Resolved before mounting: afterwards it would ask ourselves. */
 	char *mountpoint = realpath(o->mountpoint, NULL);
 	add_mount_options(args, o->source, has_arg(args, "allow_other"));
-	struct fuse *fuse = fuse_new(args, wiv_fuse_operations(),
-				     sizeof(struct fuse_operations), fsdata);
+	struct wiv_fuse *fuse = wiv_fuse_new(fsdata, args);
 	if (!fuse) {
 		fail("cannot start FUSE (see the message above)");
 		free(mountpoint);
 		return 1;
 	}
-	if (fuse_mount(fuse, o->mountpoint) != 0) {
+	struct fuse_session *se = wiv_fuse_session(fuse);
+	if (fuse_session_mount(se, o->mountpoint) != 0) {
 		fail("cannot mount on %s (see the message above)",
 		     o->mountpoint);
-		fuse_destroy(fuse);
+		wiv_fuse_free(fuse);
 		free(mountpoint);
 		return 1;
 	}
 	if (fuse_daemonize(o->foreground) != 0) {
-		fuse_unmount(fuse);
-		fuse_destroy(fuse);
+		fuse_session_unmount(se);
+		wiv_fuse_free(fuse);
 		free(mountpoint);
 		return 1;
 	}
@@ -213,19 +212,15 @@ static int serve(struct wiv_options *o, struct fuse_args *args,
 	wiv_cache_publish(cache, mountpoint ? mountpoint : o->mountpoint,
 			  o->source ? o->source : "(config)");
 	free(mountpoint);
-	struct fuse_session *se = fuse_get_session(fuse);
 	int rc = 1;
 	if (fuse_set_signal_handlers(se) == 0) {
 		wiv_info("mounted %s on %s", o->source ? o->source : "(config)",
 			 o->mountpoint);
-		struct fuse_loop_config *loop = fuse_loop_cfg_create();
-		fuse_loop_cfg_set_max_threads(loop, 64);
-		rc = fuse_loop_mt(fuse, loop) == 0 ? 0 : 1;
-		fuse_loop_cfg_destroy(loop);
+		rc = wiv_fuse_loop(fuse) == 0 ? 0 : 1;
 		fuse_remove_signal_handlers(se);
 	}
-	fuse_unmount(fuse);
-	fuse_destroy(fuse);
+	fuse_session_unmount(se);
+	wiv_fuse_free(fuse);
 	log_cache_counters(cache);
 	wiv_cache_unpublish(cache);
 	return rc;

@@ -106,6 +106,8 @@ struct wiv_tree {
 
 	struct event_dir *lru_head, *lru_tail; /* most recent first */
 	size_t lru_entries; /* events in the built directories */
+	wiv_dir_dropped_fn on_dir_dropped;
+	void *on_dir_dropped_arg;
 
 	struct object *retired; /* replaced by a newer listing */
 	struct org **retired_orgs; /* gone from the bucket */
@@ -132,7 +134,7 @@ static time_t now_s(void)
 	return ts.tv_sec;
 }
 
-static uint64_t path_ino(const char *path)
+uint64_t wiv_tree_path_ino(const char *path)
 {
 	/* FUSE reserves 1 for the root; keep the rest well away from it. */
 	uint64_t h = wiv_hash64(path, strlen(path));
@@ -1086,14 +1088,14 @@ static void drop_event_dir(struct wiv_tree *t, struct event_dir *d)
 {
 	lru_unlink(t, d);
 	t->lru_entries -= d->n;
-	if (t->cfg.on_dir_dropped) {
+	if (t->on_dir_dropped) {
 		char path[1024];
 		int y, m, dd;
 		wiv_day_to_ymd(d->day, &y, &m, &dd);
 		snprintf(path, sizeof(path), "/%s/%04d/%02d/%02d", d->org->name,
 			 y, m, dd);
-		t->cfg.on_dir_dropped(t->cfg.on_dir_dropped_arg, path,
-				      wiv_type_name(d->type));
+		t->on_dir_dropped(t->on_dir_dropped_arg, path,
+				  wiv_type_name(d->type));
 	}
 	event_dir_free(d);
 }
@@ -1144,7 +1146,7 @@ static int add_entry(struct event_dir *d, size_t *cap, const char *dir_path,
 	}
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", dir_path, name);
-	e->ino = path_ino(path);
+	e->ino = wiv_tree_path_ino(path);
 	d->n++;
 	return 0;
 }
@@ -1291,7 +1293,7 @@ static void dir_attr(struct wiv_node_attr *a, const char *path,
 {
 	*a = (struct wiv_node_attr){
 		.is_dir = true,
-		.ino = strcmp(path, "/") == 0 ? 1 : path_ino(path),
+		.ino = strcmp(path, "/") == 0 ? 1 : wiv_tree_path_ino(path),
 		.size = 4096,
 		.mtime_s = newest_ms < 0 ? 0 : newest_ms / 1000,
 		.nlink = 2 + subdirs,
@@ -1768,6 +1770,15 @@ struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg)
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->changed, NULL);
 	return t;
+}
+
+void wiv_tree_on_dir_dropped(struct wiv_tree *t, wiv_dir_dropped_fn fn,
+			     void *arg)
+{
+	pthread_mutex_lock(&t->lock);
+	t->on_dir_dropped = fn;
+	t->on_dir_dropped_arg = arg;
+	pthread_mutex_unlock(&t->lock);
 }
 
 int wiv_tree_probe(struct wiv_tree *t)

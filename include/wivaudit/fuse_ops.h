@@ -1,24 +1,34 @@
-/* The FUSE operations: the only place that turns errno into -errno. */
+/* The FUSE low-level session over the tree. */
 #ifndef WIVAUDIT_FUSE_OPS_H
 #define WIVAUDIT_FUSE_OPS_H
 
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 
 #include "wivaudit/tree.h"
 
-/* Handed to fuse_new as private data. */
 struct wiv_fs {
-	struct wiv_tree *tree;
+	struct wiv_tree *tree; /* borrowed */
 	uid_t uid;
 	gid_t gid;
 	double list_ttl_s;
-	bool no_open; /* the kernel may skip open/release: see op_open */
 };
 
-/* The operation table (static storage). */
-const struct fuse_operations *wiv_fuse_operations(void);
+struct wiv_fuse;
+
+/* Creates the FUSE session (not yet mounted) with the mount options in
+ * args. Returns NULL after libfuse printed why. */
+struct wiv_fuse *wiv_fuse_new(const struct wiv_fs *cfg, struct fuse_args *args);
+
+/* The session, for mounting and signal handlers. Borrowed. */
+struct fuse_session *wiv_fuse_session(struct wiv_fuse *f);
+
+/* Serves requests until unmounted or signalled. Returns 0 or -1. */
+int wiv_fuse_loop(struct wiv_fuse *f);
+
+/* Destroys the session (unmount it first); NULL is a no-op. */
+void wiv_fuse_free(struct wiv_fuse *f);
 
 #endif

@@ -29,13 +29,12 @@ struct wiv_tree_config {
 	bool offline;              /* never contact the source */
 	size_t max_events;         /* events of built directories kept (0:
 				      WIV_TREE_DEFAULT_MAX_EVENTS) */
-	/* Told (with the tree locked: it must not call back into the tree)
-	 * when the day_path/type directory is dropped from memory, so that
-	 * the kernel can forget it too. May be NULL. */
-	void (*on_dir_dropped)(void *arg, const char *day_path,
-			       const char *type);
-	void *on_dir_dropped_arg;
 };
+
+/* Told, with the tree locked (so it must not call back into the tree), when
+ * the day_path/type directory is dropped from memory. */
+typedef void (*wiv_dir_dropped_fn)(void *arg, const char *day_path,
+				   const char *type);
 
 struct wiv_node_attr {
 	bool is_dir;
@@ -53,6 +52,14 @@ struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg);
 
 /* Frees the tree; NULL is a no-op. */
 void wiv_tree_free(struct wiv_tree *t);
+
+/* Sets (fn NULL: clears) who is told when a directory is dropped, so that
+ * the kernel can forget it too. */
+void wiv_tree_on_dir_dropped(struct wiv_tree *t, wiv_dir_dropped_fn fn,
+			     void *arg);
+
+/* The inode number of path: a hash of it, the same in every mount. */
+uint64_t wiv_tree_path_ino(const char *path);
 
 /* Lists the top of the bucket once, so that a wrong bucket, endpoint or
  * credentials fail before anything is mounted. */
