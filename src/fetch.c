@@ -1,10 +1,16 @@
 /* Download, split and cache one object. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "wivaudit/fetch.h"
 #include "wivaudit/log.h"
+
+/* Downloads of a body that came back shorter (or longer) than listed. */
+#define INCOMPLETE_RETRIES 3
 
 struct pipeline {
 	struct wiv_splitter *splitter;
@@ -29,16 +35,15 @@ static int feed_body(void *arg, const void *data, size_t len)
 	return p->split_error;
 }
 
-int wiv_fetch_object(const struct wiv_fetch_request *req,
-		     struct wiv_object_index **out)
+/* Downloads, splits and caches the object once. Sets *incomplete when the
+ * body was shorter or longer than listed: a connection cut short can still
+ * look like a whole reply (no Content-Length, or one matching what was
+ * sent), and only the listed size tells. */
+static int download(const struct wiv_fetch_request *req,
+		    struct wiv_object_index **out, bool *incomplete)
 {
-	int rc = wiv_cache_lookup(req->cache, req->entry_id, req->key, out);
-	if (rc == 0)
-		return 0;
-	if (req->cache_only)
-		return ENOENT;
-
 	struct pipeline p = {0};
+	int rc;
 	p.writer = wiv_cache_writer_new(req->cache, req->entry_id, req->key);
 	if (!p.writer) {
 		rc = errno ? errno : EIO;
@@ -55,7 +60,13 @@ int wiv_fetch_object(const struct wiv_fetch_request *req,
 
 	rc = wiv_source_get(req->source, req->key, req->etag, feed_body, &p);
 	enum wiv_object_status status = WIV_OBJECT_OK;
-	if (rc == 0) {
+	*incomplete = rc == 0 && p.body_bytes != req->size;
+	if (*incomplete) {
+		wiv_warn("GET %s: got %llu bytes, the listing says %llu",
+			 req->key, (unsigned long long)p.body_bytes,
+			 (unsigned long long)req->size);
+		rc = EIO;
+	} else if (rc == 0) {
 		if (wiv_splitter_finish(p.splitter) != 0)
 			status = WIV_OBJECT_BAD;
 	} else if (rc == ECANCELED && p.split_error == EBADMSG) {
@@ -78,4 +89,31 @@ int wiv_fetch_object(const struct wiv_fetch_request *req,
 	else
 		wiv_cache_note_download(req->cache, p.body_bytes);
 	return rc;
+}
+
+int wiv_fetch_object(const struct wiv_fetch_request *req,
+		     struct wiv_object_index **out)
+{
+	int rc = wiv_cache_lookup(req->cache, req->entry_id, req->key, out);
+	if (rc == 0)
+		return 0;
+	if (req->cache_only)
+		return ENOENT;
+
+	/* The source retries what it can see failing; an incomplete body
+	 * that looked whole is retried here, the whole pipeline anew. */
+	for (unsigned attempt = 1;; attempt++) {
+		bool incomplete = false;
+		rc = download(req, out, &incomplete);
+		if (!incomplete)
+			return rc;
+		if (attempt > INCOMPLETE_RETRIES) {
+			wiv_err("GET %s: the body stayed incomplete after %u "
+				"tries; will try again later", req->key,
+				attempt);
+			return EIO;
+		}
+		/* Backoff with full jitter, as for other transient faults. */
+		usleep((useconds_t)(rand() % (100000u << attempt)));
+	}
 }

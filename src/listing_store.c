@@ -2,7 +2,8 @@
  * inspected by hand:
  *
  *	wivaudit-listing 1 <listed_at> <count>
- *	<etag> <key>           (both percent-encoded: no space, tab or newline)
+ *	<etag> <size> <key>    (etag and key percent-encoded: no space, tab or
+ *	                        newline)
  *	...
  *	crc32 <8 hex digits>   (of every byte before this line)
  */
@@ -23,7 +24,8 @@
 #include "wivaudit/log.h"
 
 #define HEADER_WORD "wivaudit-listing"
-#define FORMAT_VERSION 1
+/* 2 added sizes; a version 1 file is simply listed again. */
+#define FORMAT_VERSION 2
 
 static void listing_path(const char *dir, const char *listing_id, char *out,
 			 size_t len)
@@ -99,7 +101,7 @@ int wiv_listing_save(const char *dir, const char *listing_id,
 		l->listed_at, l->n);
 	for (size_t i = 0; i < l->n; i++) {
 		put_encoded(mem, l->entries[i].etag[0] ? l->entries[i].etag : "-");
-		fputc(' ', mem);
+		fprintf(mem, " %" PRIu64 " ", l->entries[i].size);
 		put_encoded(mem, l->entries[i].key);
 		fputc('\n', mem);
 	}
@@ -170,10 +172,12 @@ static int parse(char *body, struct wiv_listing *l)
 	size_t n;
 	if (sscanf(body, "%31s %d %" SCNd64 " %zu\n%n", word, &version,
 		   &listed_at, &n, &used) != 4 ||
-	    strcmp(word, HEADER_WORD) != 0 || version != FORMAT_VERSION)
+	    strcmp(word, HEADER_WORD) != 0)
 		return EBADMSG;
-	/* Every line has at least "- k\n": bounds n by the data. */
-	if (n > strlen(body) / 4)
+	if (version != FORMAT_VERSION)
+		return ENOENT;
+	/* Every line has at least "- 0 k\n": bounds n by the data. */
+	if (n > strlen(body) / 6)
 		return EBADMSG;
 	l->listed_at = listed_at;
 	l->entries = calloc(n ? n : 1, sizeof(*l->entries));
@@ -183,14 +187,19 @@ static int parse(char *body, struct wiv_listing *l)
 	for (size_t i = 0; i < n; i++) {
 		char *nl = strchr(p, '\n');
 		char *space = strchr(p, ' ');
-		if (!nl || !space || space > nl)
+		char *space2 = space ? strchr(space + 1, ' ') : NULL;
+		if (!nl || !space2 || space2 > nl)
 			return EBADMSG;
-		*nl = *space = '\0';
-		if (!decode(p) || !decode(space + 1) || !space[1])
+		*nl = *space = *space2 = '\0';
+		char *end;
+		uint64_t size = strtoull(space + 1, &end, 10);
+		if (!decode(p) || *end || end == space + 1 || !decode(space2 + 1) ||
+		    !space2[1])
 			return EBADMSG;
 		struct wiv_listing_entry *e = &l->entries[l->n];
+		e->size = size;
 		e->etag = strdup(strcmp(p, "-") == 0 ? "" : p);
-		e->key = strdup(space + 1);
+		e->key = strdup(space2 + 1);
 		if (!e->etag || !e->key) {
 			free(e->etag);
 			free(e->key);

@@ -38,6 +38,7 @@ struct object {
 	char *key;
 	char *etag;
 	char *entry_id;
+	uint64_t size;   /* as listed: a body of another size is not whole */
 	int64_t key_ms;
 	enum wiv_log_type type;
 	enum object_state state;
@@ -485,6 +486,7 @@ static int ensure_root_listed(struct wiv_tree *t, bool force)
 struct listed_object {
 	char *key;
 	char *etag;
+	uint64_t size;
 	struct wiv_key parsed;
 };
 
@@ -525,6 +527,7 @@ static int collect_object(void *arg, const struct wiv_object_info *info)
 		free(lo->etag);
 		return ENOMEM;
 	}
+	lo->size = info->size;
 	lo->parsed = parsed;
 	lo->parsed.org = lo->key + (parsed.org - info->key);
 	oc->n++;
@@ -596,6 +599,7 @@ static struct object *new_object(struct wiv_tree *t, struct listed_object *lo)
 	obj->key = lo->key;
 	obj->etag = lo->etag;
 	lo->key = lo->etag = NULL;
+	obj->size = lo->size;
 	obj->key_ms = lo->parsed.key_ms;
 	obj->type = lo->parsed.type;
 	if (asprintf(&obj->entry_id, "%s|%s|%s|%d", t->cfg.source->identity,
@@ -725,7 +729,8 @@ static void save_org_listing(struct wiv_tree *t, struct org *o)
 		for (size_t i = 0; i < o->types[ty].n; i++)
 			l.entries[l.n++] = (struct wiv_listing_entry){
 				.key = o->types[ty].objs[i]->key,
-				.etag = o->types[ty].objs[i]->etag};
+				.etag = o->types[ty].objs[i]->etag,
+				.size = o->types[ty].objs[i]->size};
 	char id[1024];
 	listing_id(t, o->name, id, sizeof(id));
 	wiv_listing_save(t->cfg.cache_dir, id, &l);
@@ -735,7 +740,8 @@ static void save_org_listing(struct wiv_tree *t, struct org *o)
 /* Adds a known object to a collection as if it had just been listed. */
 static int collect_known(struct org_collect *oc, const struct object *obj)
 {
-	struct wiv_object_info info = {.key = obj->key, .etag = obj->etag};
+	struct wiv_object_info info = {.key = obj->key, .etag = obj->etag,
+				       .size = obj->size};
 	return collect_object(oc, &info);
 }
 
@@ -762,7 +768,8 @@ static void load_org_listing(struct wiv_tree *t, struct org *o)
 	int err = 0;
 	for (size_t i = 0; i < l->n && !err; i++) {
 		struct wiv_object_info info = {.key = l->entries[i].key,
-					       .etag = l->entries[i].etag};
+					       .etag = l->entries[i].etag,
+					       .size = l->entries[i].size};
 		err = collect_object(&oc, &info);
 	}
 	if (!err) {
@@ -974,6 +981,7 @@ static int fetch_index(struct wiv_tree *t, struct object *obj,
 		.key = obj->key,
 		.etag = obj->etag,
 		.entry_id = obj->entry_id,
+		.size = obj->size,
 		.cache_only = t->cfg.offline,
 	};
 	int err = wiv_fetch_object(&req, out);
@@ -1028,7 +1036,15 @@ static int load_indexes(struct wiv_tree *t, struct object **objs, size_t n,
 {
 	struct load_batch b = {.t = t, .objs = objs, .indexes = indexes,
 			       .n = n};
-	size_t nthreads = n < t->cfg.parallel ? n : t->cfg.parallel;
+	/* An object already cached in this mount costs a read of its index,
+	 * less than starting a thread: threads are for the others. */
+	size_t uncached = 0;
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < n; i++)
+		uncached += objs[i]->state != OBJ_CACHED;
+	pthread_mutex_unlock(&t->lock);
+	size_t nthreads = uncached < t->cfg.parallel ? uncached
+						     : t->cfg.parallel;
 	pthread_t threads[256];
 	size_t started = 0;
 	for (; started + 1 < nthreads; started++)

@@ -19,6 +19,7 @@ struct wiv_fetch_request {
 	const char *key;
 	const char *etag;
 	const char *entry_id; /* the cache entry to write */
+	uint64_t size;        /* as listed: any other body length is a fault */
 	bool cache_only;      /* offline: ENOENT rather than a download */
 };
 
