@@ -1624,14 +1624,15 @@ out:
 
 /* ---- files ---- */
 
-struct wiv_event_handle {
+/* What a read needs of an event file, copied out of its directory so that
+ * the tree lock is not held while reading the cache. */
+struct event_ref {
 	struct object *obj;
 	struct wiv_cached_event event; /* offset, length and crc only */
-	char *text;                    /* read on first use */
 };
 
-int wiv_tree_open(struct wiv_tree *t, const char *path,
-		  struct wiv_event_handle **out)
+static int find_event_ref(struct wiv_tree *t, const char *path,
+			  struct event_ref *ref)
 {
 	struct tree_path tp;
 	struct org *o;
@@ -1643,86 +1644,55 @@ int wiv_tree_open(struct wiv_tree *t, const char *path,
 	if (!err)
 		err = find_entry(t, &tp, o, &e);
 	if (!err) {
-		struct wiv_event_handle *h = calloc(1, sizeof(*h));
-		if (h) {
-			h->obj = e->obj;
-			h->event.offset = e->offset;
-			h->event.length = e->length;
-			h->event.crc = e->crc;
-			*out = h;
-		} else {
-			err = ENOMEM;
-		}
+		ref->obj = e->obj;
+		ref->event.offset = e->offset;
+		ref->event.length = e->length;
+		ref->event.crc = e->crc;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return err;
 }
 
-/* Reads the event text from the cache, refetching the object if its entry
- * was evicted or found damaged meanwhile. */
-static int read_event_text(struct wiv_tree *t, struct wiv_event_handle *h)
+/* Reads the event text (ref->event.length bytes) from the cache, refetching
+ * the object if its entry was evicted or found damaged meanwhile. */
+static int read_event_text(struct wiv_tree *t, const struct event_ref *ref,
+			   char *text)
 {
-	char *text = malloc(h->event.length ? h->event.length : 1);
-	if (!text)
-		return ENOMEM;
-	int err = wiv_cache_read_event(t->cfg.cache, h->obj->entry_id,
-				       h->obj->key, &h->event, text);
-	if (err == ENOENT || err == EBADMSG) {
-		/* Same key and ETag: the refetched entry holds the same texts
-		 * at the same offsets. */
-		struct wiv_object_index *index = NULL;
-		err = fetch_index(t, h->obj, &index);
-		wiv_object_index_free(index);
-		if (!err)
-			err = wiv_cache_read_event(t->cfg.cache,
-						   h->obj->entry_id,
-						   h->obj->key, &h->event, text);
-		if (err)
-			err = EIO;
-	}
-	if (err) {
-		free(text);
+	int err = wiv_cache_read_event(t->cfg.cache, ref->obj->entry_id,
+				       ref->obj->key, &ref->event, text);
+	if (err != ENOENT && err != EBADMSG)
 		return err;
-	}
-	h->text = text;
-	return 0;
-}
-
-int wiv_tree_read(struct wiv_tree *t, struct wiv_event_handle *h, char *buf,
-		  size_t size, off_t off, size_t *nread)
-{
-	*nread = 0;
-	if (off < 0 || (uint64_t)off >= h->event.length)
-		return 0;
-	if (!h->text) {
-		int err = read_event_text(t, h);
-		if (err)
-			return err;
-	}
-	size_t avail = h->event.length - (size_t)off;
-	*nread = size < avail ? size : avail;
-	memcpy(buf, h->text + off, *nread);
-	return 0;
+	/* Same key and ETag: the refetched entry holds the same texts at the
+	 * same offsets. */
+	struct wiv_object_index *index = NULL;
+	err = fetch_index(t, ref->obj, &index);
+	wiv_object_index_free(index);
+	if (!err)
+		err = wiv_cache_read_event(t->cfg.cache, ref->obj->entry_id,
+					   ref->obj->key, &ref->event, text);
+	return err ? EIO : 0;
 }
 
 int wiv_tree_read_path(struct wiv_tree *t, const char *path, char *buf,
 		       size_t size, off_t off, size_t *nread)
 {
-	struct wiv_event_handle *h;
-	int err = wiv_tree_open(t, path, &h);
-	if (err)
+	struct event_ref ref;
+	*nread = 0;
+	int err = find_event_ref(t, path, &ref);
+	if (err || off < 0 || (uint64_t)off >= ref.event.length)
 		return err;
-	err = wiv_tree_read(t, h, buf, size, off, nread);
-	wiv_event_handle_free(h);
+	/* Events are small and read whole: the text's checksum covers it. */
+	char *text = malloc(ref.event.length);
+	if (!text)
+		return ENOMEM;
+	err = read_event_text(t, &ref, text);
+	if (!err) {
+		size_t avail = ref.event.length - (size_t)off;
+		*nread = size < avail ? size : avail;
+		memcpy(buf, text + off, *nread);
+	}
+	free(text);
 	return err;
-}
-
-void wiv_event_handle_free(struct wiv_event_handle *h)
-{
-	if (!h)
-		return;
-	free(h->text);
-	free(h);
 }
 
 static int put_value(const char *value, size_t vlen, char *buf, size_t size,

@@ -45,7 +45,6 @@ struct wiv_node_attr {
 };
 
 struct wiv_tree;
-struct wiv_event_handle;
 
 /* Returns a new tree, or NULL if out of memory. */
 struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg);
@@ -80,21 +79,10 @@ typedef int (*wiv_dirent_fn)(void *arg, const char *name,
 int wiv_tree_readdir(struct wiv_tree *t, const char *path, off_t start,
 		     wiv_dirent_fn fn, void *arg);
 
-/* Opens the event file at path; *out is owned by the caller. */
-int wiv_tree_open(struct wiv_tree *t, const char *path,
-		  struct wiv_event_handle **out);
-
-/* Reads up to size bytes at off; *nread is 0 at end of file. */
-int wiv_tree_read(struct wiv_tree *t, struct wiv_event_handle *h, char *buf,
-		  size_t size, off_t off, size_t *nread);
-
-/* Reads up to size bytes at off of the event file at path without a handle,
- * for kernels that send no open (see fuse_ops.c). */
+/* Reads up to size bytes at off of the event file at path; *nread is 0 at
+ * end of file. */
 int wiv_tree_read_path(struct wiv_tree *t, const char *path, char *buf,
 		       size_t size, off_t off, size_t *nread);
-
-/* Frees a handle; NULL is a no-op. */
-void wiv_event_handle_free(struct wiv_event_handle *h);
 
 /* Extended attributes of event files: user.wivaudit.key, .etag and
  * .event_type. With name NULL, lists the names ("\0"-separated). Writes at
