@@ -1,5 +1,6 @@
 /* Profiles from the AWS shared credentials and config files. */
 #include "wivaudit/awsconfig.h"
+#include "wivaudit/secret.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -26,15 +27,7 @@ static const char *const key_names[WIV_AWSCONFIG_NKEYS] = {
     [WIV_AWSCONFIG_REGION] = "region",
 };
 
-static void wipe_free(char *s)
-{
-	if (s) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
-
-static const char *nonempty_env(const char *name)
+const char *wiv_awsconfig_env(const char *name)
 {
 	const char *v = getenv(name);
 
@@ -45,7 +38,7 @@ const char *wiv_awsconfig_profile_name(const char *name)
 {
 	if (name && *name)
 		return name;
-	const char *env = nonempty_env("AWS_PROFILE");
+	const char *env = wiv_awsconfig_env("AWS_PROFILE");
 	return env ? env : "default";
 }
 
@@ -64,7 +57,7 @@ const char *wiv_awsconfig_get(const struct wiv_awsconfig_profile *p,
  * string, or NULL when there is no home directory or no memory. */
 static char *aws_file(const char *env, const char *name)
 {
-	const char *set = nonempty_env(env), *home = nonempty_env("HOME");
+	const char *set = wiv_awsconfig_env(env), *home = wiv_awsconfig_env("HOME");
 	struct passwd pw, *res = NULL;
 	char buf[4096], *path;
 
@@ -134,7 +127,7 @@ static int read_section(const char *path, const char *section, bool *found,
 				rc = ENOMEM;
 				goto out;
 			}
-			wipe_free(values[i]);
+			wiv_secret_free(values[i]);
 			values[i] = dup;
 		}
 	}
@@ -195,7 +188,7 @@ int wiv_awsconfig_profile_load(const char *name,
 	}
 out:
 	for (int i = 0; i < WIV_AWSCONFIG_NKEYS; i++)
-		wipe_free(cfg[i]);
+		wiv_secret_free(cfg[i]);
 	free(section);
 	return rc;
 }
@@ -203,7 +196,7 @@ out:
 void wiv_awsconfig_profile_clear(struct wiv_awsconfig_profile *p)
 {
 	for (int i = 0; i < WIV_AWSCONFIG_NKEYS; i++)
-		wipe_free(p->value[i]);
+		wiv_secret_free(p->value[i]);
 	free(p->name);
 	free(p->credentials_path);
 	free(p->config_path);

@@ -1,5 +1,6 @@
 /* The credential chain and the provider that keeps its answer fresh. */
 #include "wivaudit/creds.h"
+#include "wivaudit/secret.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -47,19 +48,11 @@ struct wiv_creds_provider {
 	int last_err;	   /* of the last failed reload */
 };
 
-static void wipe_free(char *s)
-{
-	if (s) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
-
 void wiv_creds_clear(struct wiv_creds *c)
 {
-	wipe_free(c->access_key_id);
-	wipe_free(c->secret_access_key);
-	wipe_free(c->session_token);
+	wiv_secret_free(c->access_key_id);
+	wiv_secret_free(c->secret_access_key);
+	wiv_secret_free(c->session_token);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -149,21 +142,14 @@ int wiv_credsrc_from_json(const json_t *obj, const char *token_field,
 	return rc;
 }
 
-static const char *nonempty_env(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : NULL;
-}
-
 /* --- the links --- */
 
 static int from_env(const struct ctx *c, struct wiv_creds *out, char *err,
 		    size_t errlen)
 {
-	const char *id = nonempty_env("AWS_ACCESS_KEY_ID");
-	const char *secret = nonempty_env("AWS_SECRET_ACCESS_KEY");
-	const char *token = nonempty_env("AWS_SESSION_TOKEN");
+	const char *id = wiv_awsconfig_env("AWS_ACCESS_KEY_ID");
+	const char *secret = wiv_awsconfig_env("AWS_SECRET_ACCESS_KEY");
+	const char *token = wiv_awsconfig_env("AWS_SESSION_TOKEN");
 
 	/* As with the AWS CLI's --profile: a profile asked for by name wins
 	 * over keys that happen to be in the environment. */
@@ -252,9 +238,9 @@ static void region_of(const char *profile, char *out, size_t len)
 static int web_identity(const struct wiv_awsconfig_profile *p,
 			struct wiv_creds *out, char *err, size_t errlen)
 {
-	const char *file = nonempty_env("AWS_WEB_IDENTITY_TOKEN_FILE");
-	const char *arn = nonempty_env("AWS_ROLE_ARN");
-	const char *session = nonempty_env("AWS_ROLE_SESSION_NAME");
+	const char *file = wiv_awsconfig_env("AWS_WEB_IDENTITY_TOKEN_FILE");
+	const char *arn = wiv_awsconfig_env("AWS_ROLE_ARN");
+	const char *session = wiv_awsconfig_env("AWS_ROLE_SESSION_NAME");
 	char region[64], *token = NULL;
 	size_t cap = 0;
 	ssize_t n;
@@ -481,7 +467,7 @@ static int from_profile(const struct ctx *c, enum profile_step step,
 			rc = assume_role(&p, 0, out, err, errlen);
 		} else if (get(&p, WIV_AWSCONFIG_ROLE_ARN) &&
 			   !get(&p, WIV_AWSCONFIG_WEB_IDENTITY_TOKEN_FILE) &&
-			   !nonempty_env("AWS_WEB_IDENTITY_TOKEN_FILE")) {
+			   !wiv_awsconfig_env("AWS_WEB_IDENTITY_TOKEN_FILE")) {
 			snprintf(err, errlen,
 				 "profile '%s' has role_arn but no "
 				 "source_profile, credential_source or "
@@ -733,12 +719,12 @@ void wiv_creds_provider_free(struct wiv_creds_provider *p)
 int wiv_creds_region(const char *profile, char *out, size_t outlen)
 {
 	struct wiv_awsconfig_profile p = {0};
-	const char *r = nonempty_env("AWS_REGION");
+	const char *r = wiv_awsconfig_env("AWS_REGION");
 	char err[256];
 	int rc = ENOENT;
 
 	if (!r)
-		r = nonempty_env("AWS_DEFAULT_REGION");
+		r = wiv_awsconfig_env("AWS_DEFAULT_REGION");
 	if (!r && !wiv_awsconfig_profile_load(profile, &p, err, sizeof(err)))
 		r = get(&p, WIV_AWSCONFIG_REGION);
 	if (r)

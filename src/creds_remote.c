@@ -1,6 +1,8 @@
 /* Credentials served over HTTP by the platform: the ECS/EKS container
  * endpoint and EC2 instance metadata (IMDSv2). */
 #include "wivaudit/credsrc.h"
+#include "wivaudit/awsconfig.h"
+#include "wivaudit/secret.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,21 +27,6 @@
  * on EC2 does not hold up the mount (the AWS CLI does the same). */
 #define IMDS_TIMEOUT_S 1
 #define IMDS_TOKEN_TTL "21600"
-
-static void wipe_free(char *s)
-{
-	if (s) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
-
-static const char *nonempty_env(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : NULL;
-}
 
 /* One GET or PUT with a fresh client. */
 static int fetch(const char *method, const char *what, const char *url,
@@ -152,8 +139,8 @@ static bool allowed_full_uri(const char *url)
 static int container_token(char **out, char *err, size_t errlen)
 {
 	const char *file =
-	    nonempty_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-	const char *value = nonempty_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+	    wiv_awsconfig_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+	const char *value = wiv_awsconfig_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
 	char *t = NULL;
 	size_t cap = 0;
 	ssize_t n;
@@ -183,7 +170,7 @@ static int container_token(char **out, char *err, size_t errlen)
 		return ENOMEM;
 	}
 	if (t && strpbrk(t, "\r\n")) {
-		wipe_free(t);
+		wiv_secret_free(t);
 		snprintf(err, errlen,
 			 "the container authorization token holds a line "
 			 "break");
@@ -196,8 +183,8 @@ static int container_token(char **out, char *err, size_t errlen)
 int wiv_credsrc_container(struct wiv_creds *out, char *err, size_t errlen)
 {
 	const char *rel =
-	    nonempty_env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
-	const char *full = nonempty_env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	    wiv_awsconfig_env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	const char *full = wiv_awsconfig_env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
 	char *url = NULL, *token = NULL, *auth = NULL, *body = NULL;
 	struct wiv_http_result res;
 	size_t len = 0;
@@ -241,8 +228,8 @@ int wiv_credsrc_container(struct wiv_creds *out, char *err, size_t errlen)
 			 "container credentials endpoint %s", url);
 out:
 	free_body(body, len);
-	wipe_free(auth);
-	wipe_free(token);
+	wiv_secret_free(auth);
+	wiv_secret_free(token);
 	free(url);
 	return rc;
 }
@@ -254,9 +241,9 @@ static bool is_true(const char *v)
 
 int wiv_credsrc_imds(struct wiv_creds *out, char *err, size_t errlen)
 {
-	const char *base = nonempty_env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+	const char *base = wiv_awsconfig_env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
 	const char *mode =
-	    nonempty_env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+	    wiv_awsconfig_env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
 	char root[512], *url = NULL, *token = NULL, *tokhdr = NULL;
 	char *body = NULL;
 	struct wiv_http_result res;
@@ -347,7 +334,7 @@ int wiv_credsrc_imds(struct wiv_creds *out, char *err, size_t errlen)
 out:
 	free_body(body, len);
 	free_body(token, tlen);
-	wipe_free(tokhdr);
+	wiv_secret_free(tokhdr);
 	free(url);
 	return rc;
 }

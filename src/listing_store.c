@@ -20,6 +20,7 @@
 #include <openssl/sha.h>
 #include <zlib.h>
 
+#include "wivaudit/atomic_file.h"
 #include "wivaudit/listing_store.h"
 #include "wivaudit/log.h"
 
@@ -80,7 +81,7 @@ static bool decode(char *s)
 int wiv_listing_save(const char *dir, const char *listing_id,
 		     const struct wiv_listing *l)
 {
-	char path[4096], tmp[4200], sub[4096];
+	char path[4096], sub[4096];
 	snprintf(sub, sizeof(sub), "%s/listings", dir);
 	if (mkdir(sub, 0700) != 0 && errno != EEXIST) {
 		int err = errno;
@@ -88,9 +89,6 @@ int wiv_listing_save(const char *dir, const char *listing_id,
 		return err;
 	}
 	listing_path(dir, listing_id, path, sizeof(path));
-	static unsigned counter;
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path, (int)getpid(),
-		 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
 
 	char *body = NULL;
 	size_t body_len = 0;
@@ -109,23 +107,19 @@ int wiv_listing_save(const char *dir, const char *listing_id,
 		free(body);
 		return ENOMEM;
 	}
-
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	int err = fd < 0 ? errno : 0;
-	if (!err) {
-		char trailer[32];
-		int tlen = snprintf(trailer, sizeof(trailer), "crc32 %08lx\n",
-				    crc32(0, (const Bytef *)body, (uInt)body_len));
-		if (write(fd, body, body_len) != (ssize_t)body_len ||
-		    write(fd, trailer, (size_t)tlen) != tlen)
-			err = errno ? errno : EIO;
-		if (close(fd) != 0 && !err)
-			err = errno;
-		if (!err && rename(tmp, path) != 0)
-			err = errno;
-		if (err)
-			unlink(tmp);
+	/* The checksum trailer makes a torn or foreign file detectable. */
+	char trailer[32];
+	int tlen = snprintf(trailer, sizeof(trailer), "crc32 %08lx\n",
+			    crc32(0, (const Bytef *)body, (uInt)body_len));
+	char *whole = realloc(body, body_len + (size_t)tlen);
+	if (!whole) {
+		free(body);
+		return ENOMEM;
 	}
+	memcpy(whole + body_len, trailer, (size_t)tlen);
+
+	int err = wiv_atomic_write(path, whole, body_len + (size_t)tlen);
+	body = whole;
 	free(body);
 	if (err)
 		wiv_err("cache: cannot save a listing in %s: %s", sub,

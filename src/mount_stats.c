@@ -7,6 +7,7 @@
  *	started_at 1700000000
  *	...
  */
+#include "wivaudit/atomic_file.h"
 #include "wivaudit/mount_stats.h"
 
 #include <dirent.h>
@@ -57,17 +58,16 @@ static char *decoded(const char *s)
 int wiv_mount_stats_write(const char *cache_dir,
 			  const struct wiv_mount_stats *s)
 {
-	char dir[4096], path[4200], tmp[4300];
+	char dir[4096], path[4200];
 	char *body = NULL;
 	size_t len = 0;
 	FILE *mem;
-	int fd, err = 0;
+	int err;
 
 	snprintf(dir, sizeof(dir), "%s/mounts", cache_dir);
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
 		return errno;
 	snprintf(path, sizeof(path), "%s/%ld" SUFFIX, dir, (long)s->pid);
-	snprintf(tmp, sizeof(tmp), "%s/.tmp.%ld", dir, (long)s->pid);
 
 	mem = open_memstream(&body, &len);
 	if (!mem)
@@ -86,20 +86,7 @@ int wiv_mount_stats_write(const char *cache_dir,
 		free(body);
 		return ENOMEM;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-		  0600);
-	if (fd < 0) {
-		err = errno;
-	} else {
-		if (write(fd, body, len) != (ssize_t)len)
-			err = errno ? errno : EIO;
-		if (close(fd) != 0 && !err)
-			err = errno;
-		if (!err && rename(tmp, path) != 0)
-			err = errno;
-		if (err)
-			unlink(tmp);
-	}
+	err = wiv_atomic_write(path, body, len);
 	free(body);
 	return err;
 }

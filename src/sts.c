@@ -1,5 +1,6 @@
 /* STS AssumeRole and AssumeRoleWithWebIdentity over the http loop. */
 #include "wivaudit/sts.h"
+#include "wivaudit/secret.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -21,14 +22,6 @@
 /* STS answers within seconds; a slow network gets a few tries. */
 #define STS_TIMEOUT_S 10
 #define STS_RETRIES 2
-
-static void wipe_free(char *s)
-{
-	if (s) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
 
 /* --- the answer --- */
 
@@ -90,7 +83,7 @@ static void XMLCALL on_end(void *data, const XML_Char *name)
 	(void)name;
 	if (a->cur != F_NONE) {
 		a->text[a->len] = '\0';
-		wipe_free(a->value[a->cur]);
+		wiv_secret_free(a->value[a->cur]);
 		if (!(a->value[a->cur] = strdup(a->text))) {
 			a->err = ENOMEM;
 			XML_StopParser(a->xp, XML_FALSE);
@@ -135,7 +128,7 @@ int wiv_sts_parse_credentials(const void *xml, size_t len,
 	}
 out:
 	for (int f = 0; f < F_NONE; f++)
-		wipe_free(a.value[f]);
+		wiv_secret_free(a.value[f]);
 	if (a.text) {
 		OPENSSL_cleanse(a.text, MAX_FIELD + 1);
 		free(a.text);
@@ -173,7 +166,7 @@ static void form_add(struct form *f, const char *name, const char *value)
 		char *s = malloc(cap);
 		if (!s) {
 			f->err = ENOMEM;
-			wipe_free(v);
+			wiv_secret_free(v);
 			return;
 		}
 		if (f->s) {
@@ -186,7 +179,7 @@ static void form_add(struct form *f, const char *name, const char *value)
 	}
 	f->len += (size_t)sprintf(f->s + f->len, "%s%s=%s", f->len ? "&" : "",
 				  name, v);
-	wipe_free(v);
+	wiv_secret_free(v);
 }
 
 struct endpoint {
@@ -337,7 +330,7 @@ out:
 		free(body);
 	}
 	for (size_t i = 0; i < nlines; i++)
-		wipe_free(lines[i]);
+		wiv_secret_free(lines[i]);
 	free(auth);
 	wiv_http_free(http);
 	return rc;
@@ -375,7 +368,7 @@ int wiv_sts_assume_role(const struct wiv_sts_role *role,
 	if (role->external_id && *role->external_id)
 		form_add(&f, "ExternalId", role->external_id);
 	rc = call("AssumeRole", role, &f, source, out, err, errlen);
-	wipe_free(f.s);
+	wiv_secret_free(f.s);
 	return rc;
 }
 
@@ -393,6 +386,6 @@ int wiv_sts_assume_role_with_web_identity(const struct wiv_sts_role *role,
 	form_add(&f, "WebIdentityToken", token);
 	rc =
 	    call("AssumeRoleWithWebIdentity", role, &f, NULL, out, err, errlen);
-	wipe_free(f.s);
+	wiv_secret_free(f.s);
 	return rc;
 }

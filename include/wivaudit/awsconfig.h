@@ -36,6 +36,10 @@ struct wiv_awsconfig_profile {
 	char *config_path;
 };
 
+/* The environment variable name, or NULL when it is unset or empty (the
+ * AWS SDKs treat both alike). Borrowed. */
+const char *wiv_awsconfig_env(const char *name);
+
 /* The profile to use: name when non-empty, else AWS_PROFILE, else
  * "default". Returns a borrowed string. */
 const char *wiv_awsconfig_profile_name(const char *name);
