@@ -233,7 +233,8 @@ static void fill_stat(const struct wiv_fuse *f, const struct wiv_node_attr *a,
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = a->ino;
-	st->st_mode = a->is_dir ? (S_IFDIR | 0555) : (S_IFREG | 0444);
+	st->st_mode = a->is_dir ? (S_IFDIR | f->cfg.dir_mode)
+				 : (S_IFREG | f->cfg.file_mode);
 	st->st_nlink = a->nlink;
 	st->st_uid = f->cfg.uid;
 	st->st_gid = f->cfg.gid;

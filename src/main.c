@@ -12,11 +12,11 @@
 #include <fuse_lowlevel.h>
 
 #include "wivaudit/cache.h"
-#include "wivaudit/config.h"
 #include "wivaudit/fuse_ops.h"
 #include "wivaudit/log.h"
 #include "wivaudit/opts.h"
 #include "wivaudit/source.h"
+#include "wivaudit/source_spec.h"
 #include "wivaudit/tree.h"
 
 #define PROG "mount.wivaudit"
@@ -46,106 +46,44 @@ static void route_fuse_log(enum fuse_log_level level, const char *fmt,
 		"fuse: %s", line);
 }
 
-static bool is_bucket_name(const char *s)
-{
-	size_t len = strlen(s);
-	if (len < 3 || len > 63)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-		      s[i] == '-' || s[i] == '.'))
-			return false;
-	return true;
-}
-
-/* "", or the prefix with no leading and exactly one trailing slash. */
-static char *normalize_prefix(const char *p)
-{
-	while (p && *p == '/')
-		p++;
-	if (!p || !*p)
-		return strdup("");
-	size_t len = strlen(p);
-	while (len && p[len - 1] == '/')
-		len--;
-	char *out = malloc(len + 2);
-	if (out) {
-		memcpy(out, p, len);
-		strcpy(out + len, "/");
-	}
-	return out;
-}
-
 /* Opens the source the user named: s3://bucket[/prefix], a directory, or a
  * bare bucket name; with none, the bucket of the configuration file. */
 static struct wiv_source *open_source(struct wiv_options *o, char **prefix)
 {
 	char err[512] = "";
-	char *bucket = NULL;
-	const char *spec_prefix = NULL;
-	struct wiv_config cfg = {0};
+	struct wiv_source_spec spec;
 	struct wiv_source *src = NULL;
-	struct stat st;
 
-	if (!o->source) {
-		if (wiv_config_load(&cfg, err, sizeof(err)) != 0) {
-			fail("%s", err);
-			return NULL;
-		}
-		bucket = strdup(cfg.bucket_name);
-		spec_prefix = cfg.prefix;
-		if (!o->region && cfg.region)
-			o->region = strdup(cfg.region);
-	} else if (strncmp(o->source, "s3://", 5) == 0) {
-		const char *b = o->source + 5;
-		const char *slash = strchr(b, '/');
-		bucket = slash ? strndup(b, (size_t)(slash - b)) : strdup(b);
-		spec_prefix = slash ? slash + 1 : NULL;
-	} else if (stat(o->source, &st) == 0 && S_ISDIR(st.st_mode)) {
-		src = wiv_source_dir_new(o->source, err, sizeof(err));
-		if (!src)
-			fail("%s", err);
-	} else if (is_bucket_name(o->source)) {
-		bucket = strdup(o->source);
+	if (wiv_source_spec_resolve(o->source, o->prefix, &spec, err,
+				    sizeof(err)) != 0) {
+		fail("%s", err);
+		return NULL;
+	}
+	if (!o->region && spec.region)
+		o->region = strdup(spec.region);
+	if (spec.dir) {
+		src = wiv_source_dir_new(spec.dir, err, sizeof(err));
 	} else {
-		fail("source '%s' is neither s3://bucket[/prefix], a bucket "
-		     "name, nor a directory", o->source);
-		wiv_config_free(&cfg);
-		return NULL;
+		struct wiv_s3_config s3 = {
+			.bucket = spec.bucket,
+			.endpoint = o->endpoint,
+			.region = o->region,
+			.profile = o->profile,
+			.cafile = o->cafile,
+			.path_style = o->path_style,
+			.parallel = o->parallel,
+			.retries = o->retries,
+			.timeout_s = o->timeout,
+		};
+		src = wiv_source_s3_new(&s3, err, sizeof(err));
 	}
-
-	if (spec_prefix && *spec_prefix && o->prefix) {
-		fail("the prefix is given twice (in the source and as "
-		     "-o prefix=)");
-		wiv_source_free(src);
-		free(bucket);
-		wiv_config_free(&cfg);
-		return NULL;
+	if (src) {
+		*prefix = spec.prefix;
+		spec.prefix = NULL;
+	} else {
+		fail("%s", err);
 	}
-	*prefix = normalize_prefix(o->prefix ? o->prefix : spec_prefix);
-
-	if (bucket) {
-		if (!is_bucket_name(bucket)) {
-			fail("'%s' is not a valid S3 bucket name", bucket);
-		} else {
-			struct wiv_s3_config s3 = {
-				.bucket = bucket,
-				.endpoint = o->endpoint,
-				.region = o->region,
-				.profile = o->profile,
-				.cafile = o->cafile,
-				.path_style = o->path_style,
-				.parallel = o->parallel,
-				.retries = o->retries,
-				.timeout_s = o->timeout,
-			};
-			src = wiv_source_s3_new(&s3, err, sizeof(err));
-			if (!src)
-				fail("%s", err);
-		}
-	}
-	free(bucket);
-	wiv_config_free(&cfg);
+	wiv_source_spec_free(&spec);
 	return src;
 }
 
@@ -296,6 +234,8 @@ int main(int argc, char **argv)
 		.tree = tree,
 		.uid = opts.uid,
 		.gid = opts.gid,
+		.file_mode = 0444 & ~opts.umask,
+		.dir_mode = 0555 & ~opts.umask,
 		.list_ttl_s = opts.list_ttl,
 	};
 	rc = serve(&opts, &args, &fsdata, cache);

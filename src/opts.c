@@ -20,10 +20,12 @@ enum {
 	KEY_FORMAT,
 	KEY_UID,
 	KEY_GID,
+	KEY_UMASK,
 	KEY_WINDOW,
 	KEY_FOR_FUSE,
 	KEY_DISCARD,
-	KEY_RW,
+	KEY_SLOPPY,
+	KEY_NAMESPACE,
 };
 
 static const struct fuse_opt option_table[] = {
@@ -46,6 +48,7 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("format=", KEY_FORMAT),
 	FUSE_OPT_KEY("uid=", KEY_UID),
 	FUSE_OPT_KEY("gid=", KEY_GID),
+	FUSE_OPT_KEY("umask=", KEY_UMASK),
 	FUSE_OPT_KEY("window=", KEY_WINDOW),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
@@ -73,7 +76,18 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("noatime", KEY_DISCARD),
 	FUSE_OPT_KEY("relatime", KEY_DISCARD),
 	FUSE_OPT_KEY("comment=", KEY_DISCARD),
-	FUSE_OPT_KEY("rw", KEY_RW),
+	/* mount(8) passes rw whenever neither ro nor rw is given, so refusing
+	 * it would refuse every plain `mount -t wivaudit`; the mount is
+	 * read-only whatever it says. */
+	FUSE_OPT_KEY("rw", KEY_DISCARD),
+	/* Flags mount(8) gives its helpers, before -o: -s sloppy, -n no mtab,
+	 * -v verbose, -t type.subtype, -N namespace. Its -f (fake) cannot be
+	 * told from our -f, which wins. */
+	FUSE_OPT_KEY("-s", KEY_SLOPPY),
+	FUSE_OPT_KEY("-n", KEY_DISCARD),
+	FUSE_OPT_KEY("-v", KEY_DISCARD),
+	FUSE_OPT_KEY("-t ", KEY_DISCARD),
+	FUSE_OPT_KEY("-N ", KEY_NAMESPACE),
 	FUSE_OPT_END,
 };
 
@@ -83,6 +97,7 @@ struct parse_state {
 	struct wiv_options opts;
 	int positional;
 	int failed;
+	int sloppy;
 };
 
 /* BYTES[KMG], powers of 1024. */
@@ -112,6 +127,18 @@ static int parse_u32(const char *text, unsigned long max, unsigned long *out)
 	errno = 0;
 	unsigned long v = strtoul(text, &end, 10);
 	if (errno || end == text || *end || text[0] == '-' || v > max)
+		return EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* Octal permission bits, as umask(1) takes them. */
+static int parse_octal(const char *text, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(text, &end, 8);
+	if (errno || end == text || *end || text[0] == '-' || v > 0777)
 		return EINVAL;
 	*out = v;
 	return 0;
@@ -153,6 +180,11 @@ static int handle_option(void *data, const char *arg, int key,
 		/* x-systemd.*, x-gvfs-* and friends are for other programs. */
 		if (strncmp(arg, "x-", 2) == 0)
 			return 0;
+		if (st->sloppy && arg[0] != '-') {
+			fprintf(stderr, "mount.wivaudit: ignoring unknown "
+					"option '%s' (-s)\n", arg);
+			return 0;
+		}
 		return bad_option(st, arg, "unknown option (see --help)");
 	case KEY_HELP:
 		o->show_help = true;
@@ -182,6 +214,12 @@ static int handle_option(void *data, const char *arg, int key,
 			return bad_option(st, arg, "expected a numeric gid");
 		o->gid = (gid_t)n;
 		return 0;
+	case KEY_UMASK:
+		if (parse_octal(value, &n))
+			return bad_option(st, arg, "expected octal bits, at "
+					  "most 0777");
+		o->umask = (mode_t)n;
+		return 0;
 	case KEY_WINDOW:
 		if (parse_u32(value, 366UL * 86400, &n))
 			return bad_option(st, arg,
@@ -192,8 +230,12 @@ static int handle_option(void *data, const char *arg, int key,
 		return 1;
 	case KEY_DISCARD:
 		return 0;
-	case KEY_RW:
-		return bad_option(st, arg, "wivaudit mounts are read-only");
+	case KEY_SLOPPY:
+		st->sloppy = 1;
+		return 0;
+	case KEY_NAMESPACE:
+		return bad_option(st, arg, "mounting in another namespace "
+				  "(mount -N) is not supported");
 	}
 	return 1;
 }
@@ -261,6 +303,8 @@ void wiv_opts_usage(const char *progname)
 	       "options:\n"
 	       "  -f                     stay in the foreground, log to stderr\n"
 	       "  -d, -o debug           debug log (implies -f)\n"
+	       "  -s                     from mount(8): warn about unknown options\n"
+	       "                         instead of failing (-n, -v, -t: ignored)\n"
 	       "  -o endpoint=URL        S3-compatible endpoint (default: AWS)\n"
 	       "  -o region=NAME         AWS region (default: AWS config, else us-east-1)\n"
 	       "  -o path_style          force path-style addressing\n"
@@ -278,6 +322,8 @@ void wiv_opts_usage(const char *progname)
 	       "  -o retries=N           retries per request (default: 5)\n"
 	       "  -o timeout=SECONDS     request stall timeout (default: 30)\n"
 	       "  -o uid=N,gid=N         owner of every file (default: yours)\n"
+	       "  -o umask=M             mode bits to clear: files are 0444, dirs\n"
+	       "                         0555 without them (default: 0)\n"
 	       "  -o allow_other         let other users in (see fuse(8))\n"
 	       "  -o default_permissions let the kernel check permissions\n"
 	       "  -h, --help             this text\n"

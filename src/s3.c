@@ -546,6 +546,29 @@ static void s3_destroy(struct wiv_source *src)
 
 static const struct wiv_source_ops s3_ops = {s3_list, s3_get, s3_destroy};
 
+int wiv_source_s3_status(struct wiv_source *src, struct wiv_s3_status *st)
+{
+	struct s3 *s = (struct s3 *)src;
+	struct wiv_creds c = {0};
+
+	memset(st, 0, sizeof(*st));
+	if (src->ops != &s3_ops)
+		return EINVAL;
+	pthread_mutex_lock(&s->lock);
+	snprintf(st->region, sizeof(st->region), "%s", s->region);
+	st->region_followed = s->region_followed;
+	pthread_mutex_unlock(&s->lock);
+	int rc = wiv_creds_provider_get(s->creds, &c);
+	if (rc)
+		return rc;
+	size_t n = strlen(c.access_key_id);
+	snprintf(st->creds_source, sizeof(st->creds_source), "%s", c.source);
+	snprintf(st->key_id_hint, sizeof(st->key_id_hint), "%s%s",
+		 n > 4 ? "..." : "", n > 4 ? c.access_key_id + n - 4 : "");
+	wiv_creds_clear(&c);
+	return 0;
+}
+
 /* Buckets whose names are not one DNS label each cannot be virtual hosts
  * under TLS (the certificate is *.s3.amazonaws.com). */
 static bool dns_safe(const char *bucket)

@@ -14,6 +14,10 @@ struct command {
 static const struct command commands[] = {
     {"cache", "stats|verify|clear: inspect or empty the on-disk cache",
      wiv_cli_cache},
+    {"setup", "create the bucket, role and policies Wiv's delivery needs",
+     wiv_cli_setup},
+    {"doctor", "check credentials, bucket, permissions and deliveries",
+     wiv_cli_doctor},
 };
 
 static void usage(FILE *f)

@@ -6,4 +6,12 @@
 /* wivaudit cache stats|verify|clear [--cache-dir DIR] (src/cli_cache.c). */
 int wiv_cli_cache(int argc, char **argv);
 
+/* wivaudit setup --bucket NAME --wiv-principal ARN [...] (src/cli_setup.c):
+ * external id, policy files, the configuration for Wiv, the aws commands. */
+int wiv_cli_setup(int argc, char **argv);
+
+/* wivaudit doctor [SOURCE] [-o opts] (src/cli_doctor.c): checks what a mount
+ * needs, one line each; exit 1 at the first failure. */
+int wiv_cli_doctor(int argc, char **argv);
+
 #endif

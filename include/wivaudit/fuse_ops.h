@@ -13,6 +13,8 @@ struct wiv_fs {
 	struct wiv_tree *tree; /* borrowed */
 	uid_t uid;
 	gid_t gid;
+	mode_t file_mode; /* permission bits of event files */
+	mode_t dir_mode;
 	double list_ttl_s;
 };
 

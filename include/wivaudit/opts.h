@@ -28,6 +28,7 @@ struct wiv_options {
 	unsigned timeout;
 	uid_t uid;
 	gid_t gid;
+	mode_t umask; /* taken from every file's and directory's mode */
 	/* int, not bool: fuse_opt stores flags as int. */
 	int path_style;
 	int offline;

@@ -98,4 +98,16 @@ struct wiv_s3_config {
 struct wiv_source *wiv_source_s3_new(const struct wiv_s3_config *cfg, char *err,
 				     size_t errlen);
 
+/* What an S3 source found out, for diagnostics. No secret is in it. */
+struct wiv_s3_status {
+	char region[64];        /* the region requests are signed for now */
+	int region_followed;    /* S3 named another region, which is used */
+	char creds_source[256]; /* where the credentials came from */
+	char key_id_hint[32];   /* access key id, all but its last 4 masked */
+};
+
+/* Fills st for an S3 source. Returns 0, EINVAL if src is not an S3 source,
+ * or the errno of fetching the current credentials. */
+int wiv_source_s3_status(struct wiv_source *src, struct wiv_s3_status *st);
+
 #endif

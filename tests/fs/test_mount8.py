@@ -1,0 +1,243 @@
+"""mount(8) and fstab: `mount -t wivaudit`, `mount --fstab`, `umount`, with
+the built mount.wivaudit installed as /sbin/mount.wivaudit for the length of
+the module (removed in cleanup whatever happens).
+
+These go through util-linux's real helper protocol: mount(8) finds the
+helper only in /sbin (/sbin/fs.d, /sbin/fs), passes `SOURCE DIR [-sfnv]
+-o OPTS` with `rw` added whenever neither ro nor rw is given, hands over its
+environment, and waits for the helper to exit, so the daemon must detach."""
+
+import glob
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import (ACCESS_KEY, MOUNT_TIMEOUT, SECRET, UNMOUNT_TIMEOUT,
+                      assert_tree, daemon_bin, is_mounted, run, walk)
+
+HELPER = "/sbin/mount.wivaudit"
+BUCKET = "mount8"
+
+
+@pytest.fixture(scope="module")
+def helper():
+    if os.geteuid() != 0:
+        pytest.skip("mount(8) with a helper in /sbin needs root")
+    binary = daemon_bin()
+    if os.path.lexists(HELPER):
+        pytest.skip("%s exists already (an installed wivaudit?); not "
+                    "replacing it" % HELPER)
+    os.symlink(binary, HELPER)
+    try:
+        yield HELPER
+    finally:
+        os.unlink(HELPER)
+
+
+@pytest.fixture(scope="module")
+def bucket(s3, small_corpus):
+    mirror, model = small_corpus
+    s3.make_bucket(BUCKET)
+    s3.sync(mirror, "s3://%s/" % BUCKET)
+    return mirror, model
+
+
+class Mount8:
+    """Mounts through mount(8) and always unmounts, then waits (bounded)
+    for the detached daemon, whose pid its cache directory names."""
+
+    def __init__(self, tmp_path, s3=None):
+        self.tmp = tmp_path
+        self.s3 = s3
+        self.n = 0
+        self.mounted = []
+        home = tmp_path / "home"
+        home.mkdir()
+        empty = home / "empty"
+        empty.write_text("")
+        # Credentials only in the environment: if mount(8) did not pass it
+        # on, the helper would find none.
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("AWS_") and k != "WIVAUDIT_CONFIG"}
+        self.env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY,
+                        AWS_SECRET_ACCESS_KEY=SECRET,
+                        AWS_REGION="us-east-1",
+                        AWS_CONFIG_FILE=str(empty),
+                        AWS_SHARED_CREDENTIALS_FILE=str(empty),
+                        AWS_EC2_METADATA_DISABLED="true", HOME=str(home))
+
+    def paths(self):
+        self.n += 1
+        mnt = self.tmp / ("mnt%d" % self.n)
+        mnt.mkdir()
+        return str(mnt), str(self.tmp / ("cache%d" % self.n))
+
+    def mount(self, argv, mnt, cache, check=True):
+        """Runs mount(8); returns the CompletedProcess. mount(8) must come
+        back on its own: a helper that did not detach times out here."""
+        p = run(argv, timeout=MOUNT_TIMEOUT + 15, check=False, env=self.env)
+        if is_mounted(mnt):
+            self.mounted.append((mnt, cache))
+        if check:
+            assert p.returncode == 0, p.stderr.decode()
+            assert is_mounted(mnt), "mount(8) said 0 but nothing is mounted"
+        return p
+
+    def daemon_pids(self, cache):
+        return [int(os.path.basename(f).split(".")[0])
+                for f in glob.glob(os.path.join(cache, "mounts", "*.stats"))]
+
+    def umount(self, mnt, cache):
+        pids = self.daemon_pids(cache)
+        p = run(["umount", mnt], timeout=UNMOUNT_TIMEOUT, check=False)
+        if p.returncode != 0:
+            run(["fusermount3", "-uz", mnt], timeout=UNMOUNT_TIMEOUT,
+                check=False)
+        self.mounted = [m for m in self.mounted if m[0] != mnt]
+        lingering = self._reap(pids)
+        assert p.returncode == 0, p.stderr.decode()
+        assert not is_mounted(mnt)
+        assert not lingering, "daemon %s still running after umount" % \
+            lingering
+
+    @staticmethod
+    def _reap(pids):
+        deadline = time.monotonic() + 5
+        alive = list(pids)
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in alive if os.path.exists("/proc/%d" % p)]
+            time.sleep(0.05)
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return alive
+
+    def cleanup(self):
+        for mnt, cache in list(self.mounted):
+            pids = self.daemon_pids(cache)
+            run(["umount", mnt], timeout=UNMOUNT_TIMEOUT, check=False)
+            if is_mounted(mnt):
+                run(["fusermount3", "-uz", mnt], timeout=UNMOUNT_TIMEOUT,
+                    check=False)
+            self._reap(pids)
+        self.mounted = []
+
+
+@pytest.fixture
+def m8(tmp_path, helper, request):
+    s3srv = request.getfixturevalue("s3") if "s3" in request.fixturenames \
+        else None
+    m = Mount8(tmp_path, s3srv)
+    yield m
+    m.cleanup()
+
+
+def mount_entry(mnt):
+    p = run(["findmnt", "-n", "-M", mnt, "-o", "FSTYPE,OPTIONS,SOURCE"])
+    fstype, options, source = p.stdout.decode().split()
+    return fstype, options.split(","), source
+
+
+def test_mount_t_local_mirror(m8, small_corpus):
+    """mount -t wivaudit MIRROR DIR -o ...: mount(8) finds the helper, the
+    helper daemonizes (mount returns), and umount ends the daemon."""
+    mirror, model = small_corpus
+    mnt, cache = m8.paths()
+    m8.mount(["mount", "-t", "wivaudit", str(mirror), mnt, "-o",
+              "cache_dir=%s,list_ttl=5" % cache], mnt, cache)
+    fstype, options, source = mount_entry(mnt)
+    assert fstype == "fuse.wivaudit"
+    assert "ro" in options
+    assert source == str(mirror)
+    assert len(m8.daemon_pids(cache)) == 1
+    assert_tree(walk(mnt), model)
+    m8.umount(mnt, cache)
+
+
+def test_mount_t_s3_with_environment_credentials(s3, bucket, m8):
+    """The AWS_* variables of the caller reach the helper through mount(8):
+    there are no credentials anywhere else."""
+    _mirror, model = bucket
+    mnt, cache = m8.paths()
+    m8.mount(["mount", "-t", "wivaudit", "s3://" + BUCKET, mnt, "-o",
+              "endpoint=%s,cache_dir=%s,list_ttl=5" % (s3.endpoint, cache)],
+             mnt, cache)
+    assert mount_entry(mnt)[2] == "s3://" + BUCKET
+    assert_tree(walk(mnt), model)
+    m8.umount(mnt, cache)
+
+
+def test_mount_fstab_line(s3, bucket, m8, tmp_path):
+    """The README's fstab line, in a temporary fstab, through
+    `mount --fstab FILE DIR`: allow_other brings default_permissions."""
+    _mirror, model = bucket
+    mnt, cache = m8.paths()
+    fstab = tmp_path / "fstab"
+    fstab.write_text(
+        "# wivaudit\ns3://%s %s wivaudit ro,_netdev,nofail,allow_other,"
+        "endpoint=%s,cache_dir=%s 0 0\n" % (BUCKET, mnt, s3.endpoint, cache))
+    m8.mount(["mount", "--fstab", str(fstab), mnt], mnt, cache)
+    _fstype, options, _source = mount_entry(mnt)
+    assert "ro" in options and "allow_other" in options
+    assert "default_permissions" in options
+    assert sorted(os.listdir(os.fsencode(mnt))) == model.listdir(b"")
+    m8.umount(mnt, cache)
+
+
+@pytest.mark.parametrize("options", [
+    "defaults",
+    "noauto,x-systemd.automount,x-systemd.idle-timeout=10min",
+    "_netdev,nofail,user,comment=audit",
+    "rw",
+])
+def test_fstab_generic_options(m8, small_corpus, tmp_path, options):
+    """mount's generic options are accepted. `defaults` and no ro at all
+    make mount(8) pass `rw` (indistinguishable from an explicit rw), so rw
+    is accepted too and the mount is read-only anyway."""
+    mirror, model = small_corpus
+    mnt, cache = m8.paths()
+    fstab = tmp_path / "fstab"
+    fstab.write_text("%s %s wivaudit %s,cache_dir=%s 0 0\n" % (
+        mirror, mnt, options, cache))
+    m8.mount(["mount", "--fstab", str(fstab), mnt], mnt, cache)
+    assert "ro" in mount_entry(mnt)[1]
+    org = os.listdir(mnt)[0]
+    with pytest.raises(OSError) as e:
+        open(os.path.join(mnt, org, "new.json"), "w").close()
+    assert e.value.errno == 30  # EROFS
+    assert sorted(os.listdir(os.fsencode(mnt))) == model.listdir(b"")
+    m8.umount(mnt, cache)
+
+
+def test_helper_flags(m8, small_corpus):
+    """-v and -n are taken, -s turns an unknown option into a warning."""
+    mirror, _model = small_corpus
+    mnt, cache = m8.paths()
+    p = m8.mount(["mount", "-v", "-n", "-s", "-t", "wivaudit", str(mirror),
+                  mnt, "-o", "cache_dir=%s,no_such_option" % cache], mnt,
+                 cache)
+    assert b"ignoring unknown option 'no_such_option'" in p.stderr
+    m8.umount(mnt, cache)
+
+
+@pytest.mark.parametrize("source,options,message", [
+    ("/no/such/mirror", "", "is neither s3://bucket"),
+    (None, "no_such_option", "bad option 'no_such_option'"),
+    (None, "cache_size=lots", "bad option 'cache_size=lots'"),
+])
+def test_mount_t_failures_are_one_clear_line(m8, small_corpus, source,
+                                             options, message):
+    mirror, _model = small_corpus
+    mnt, cache = m8.paths()
+    argv = ["mount", "-t", "wivaudit", source or str(mirror), mnt, "-o",
+            "cache_dir=" + cache + ("," + options if options else "")]
+    p = m8.mount(argv, mnt, cache, check=False)
+    assert p.returncode != 0
+    assert not is_mounted(mnt)
+    err = p.stderr.decode()
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 1, err
