@@ -90,6 +90,7 @@ struct event_dir {
 	size_t n;
 	struct wiv_strmap by_name;
 	struct event_dir *lru_prev, *lru_next;
+	struct event_dir *hash_next; /* chain in the tree's dir index */
 };
 
 struct wiv_tree {
@@ -107,6 +108,11 @@ struct wiv_tree {
 
 	struct event_dir *lru_head, *lru_tail; /* most recent first */
 	size_t lru_entries; /* events in the built directories */
+	/* The built directories by (org, day, type): every read and lookup
+	 * finds its directory here, and the LRU may hold thousands. */
+	struct event_dir **dir_buckets;
+	size_t ndir_buckets; /* a power of two */
+	size_t ndirs;
 	wiv_dir_dropped_fn on_dir_dropped;
 	void *on_dir_dropped_arg;
 
@@ -1089,6 +1095,58 @@ static void lru_push_front(struct wiv_tree *t, struct event_dir *d)
 		t->lru_tail = d;
 }
 
+static size_t dir_bucket(const struct wiv_tree *t, const struct org *o,
+			 int64_t day, enum wiv_log_type type)
+{
+	uint64_t h = ((uint64_t)(uintptr_t)o * 0x9e3779b97f4a7c15ULL) ^
+		     ((uint64_t)day * 0xc2b2ae3d27d4eb4fULL) ^ (uint64_t)type;
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 32;
+	return (size_t)h & (t->ndir_buckets - 1);
+}
+
+static void dir_index_grow(struct wiv_tree *t)
+{
+	size_t nb = t->ndir_buckets * 2;
+	struct event_dir **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return; /* longer chains, still correct */
+	struct event_dir **old = t->dir_buckets;
+	size_t nold = t->ndir_buckets;
+	t->dir_buckets = b;
+	t->ndir_buckets = nb;
+	for (size_t i = 0; i < nold; i++)
+		for (struct event_dir *d = old[i], *next; d; d = next) {
+			next = d->hash_next;
+			size_t k = dir_bucket(t, d->org, d->day, d->type);
+			d->hash_next = b[k];
+			b[k] = d;
+		}
+	free(old);
+}
+
+static void dir_index_add(struct wiv_tree *t, struct event_dir *d)
+{
+	size_t k = dir_bucket(t, d->org, d->day, d->type);
+	d->hash_next = t->dir_buckets[k];
+	t->dir_buckets[k] = d;
+	if (++t->ndirs > t->ndir_buckets)
+		dir_index_grow(t);
+}
+
+static void dir_index_remove(struct wiv_tree *t, struct event_dir *d)
+{
+	struct event_dir **pp =
+		&t->dir_buckets[dir_bucket(t, d->org, d->day, d->type)];
+	while (*pp && *pp != d)
+		pp = &(*pp)->hash_next;
+	if (*pp) {
+		*pp = d->hash_next;
+		t->ndirs--;
+	}
+}
+
 static void event_dir_free(struct event_dir *d)
 {
 	for (size_t i = 0; i < d->n; i++) {
@@ -1103,6 +1161,7 @@ static void event_dir_free(struct event_dir *d)
 static void drop_event_dir(struct wiv_tree *t, struct event_dir *d)
 {
 	lru_unlink(t, d);
+	dir_index_remove(t, d);
 	t->lru_entries -= d->n;
 	if (t->on_dir_dropped) {
 		char path[1024];
@@ -1217,7 +1276,8 @@ static int build_event_dir(struct wiv_tree *t, struct event_dir *d,
 static struct event_dir *find_event_dir(struct wiv_tree *t, struct org *o,
 					int64_t day, enum wiv_log_type type)
 {
-	for (struct event_dir *d = t->lru_head; d; d = d->lru_next)
+	for (struct event_dir *d = t->dir_buckets[dir_bucket(t, o, day, type)];
+	     d; d = d->hash_next)
 		if (d->org == o && d->day == day && d->type == type)
 			return d;
 	return NULL;
@@ -1293,6 +1353,7 @@ static int get_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
 		if (other)
 			drop_event_dir(t, other);
 		lru_push_front(t, d);
+		dir_index_add(t, d);
 		t->lru_entries += d->n;
 		while (t->lru_entries > t->cfg.max_events &&
 		       t->lru_tail != d)
@@ -1753,6 +1814,12 @@ struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg)
 	t->cfg = *cfg;
 	if (!t->cfg.max_events)
 		t->cfg.max_events = WIV_TREE_DEFAULT_MAX_EVENTS;
+	t->ndir_buckets = 256;
+	t->dir_buckets = calloc(t->ndir_buckets, sizeof(*t->dir_buckets));
+	if (!t->dir_buckets) {
+		free(t);
+		return NULL;
+	}
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->changed, NULL);
 	return t;
@@ -1802,6 +1869,7 @@ void wiv_tree_free(struct wiv_tree *t)
 		return;
 	while (t->lru_head)
 		drop_event_dir(t, t->lru_head);
+	free(t->dir_buckets);
 	for (size_t i = 0; i < t->norgs; i++)
 		org_free(t->orgs[i]);
 	for (size_t i = 0; i < t->nretired_orgs; i++)
