@@ -7,6 +7,10 @@
  * forgets, and the kernel is told to forget a day/type directory when the
  * tree drops it from memory, so neither side grows with the bucket.
  *
+ * The kernel keeps directory listings (no opendir round trips, no
+ * re-reading on every walk); when the tree's listing of an org changes, the
+ * kernel is told to drop what it keeps of that org's directories.
+ *
  * Everything is read-only: the mount is made with -o ro, so the kernel
  * answers EROFS to every write, create, rename or chmod before it reaches
  * us. */
@@ -35,32 +39,36 @@ struct node {
 	uint64_t ino;
 	uint64_t nlookup;
 	char *path;
+	bool is_dir;
 	struct node *next; /* hash chain */
 };
 
-/* A day/type directory the kernel should forget: parent id and name. */
-struct forget_request {
-	uint64_t parent;
-	char name[8];
-	struct forget_request *next;
+/* What the kernel should drop, done by the notify thread. */
+struct notify_request {
+	enum { FORGET_ENTRY, DROP_LISTINGS } kind;
+	uint64_t parent;       /* FORGET_ENTRY: the day directory */
+	char name[8];          /* FORGET_ENTRY: the type directory */
+	char *prefix;          /* DROP_LISTINGS: "/" or "/org" */
+	struct notify_request *next;
 };
 
 struct wiv_fuse {
 	struct wiv_fs cfg;
 	struct fuse_session *se;
 	bool no_open;
+	bool no_opendir;
 
 	pthread_mutex_t nodes_lock;
 	struct node **buckets;
 	size_t nbuckets; /* a power of two */
 	size_t nnodes;
 
-	pthread_mutex_t forget_lock;
-	pthread_cond_t forget_wakeup;
-	struct forget_request *forget_head;
-	bool forget_stop;
-	pthread_t forget_thread;
-	bool forget_started;
+	pthread_mutex_t notify_lock;
+	pthread_cond_t notify_wakeup;
+	struct notify_request *notify_head;
+	bool notify_stop;
+	pthread_t notify_thread;
+	bool notify_started;
 };
 
 static struct wiv_fuse *fuse_of(fuse_req_t req)
@@ -105,7 +113,8 @@ static void grow_buckets(struct wiv_fuse *f)
 }
 
 /* Counts one kernel reference to ino at path. Returns 0 or ENOMEM. */
-static int node_ref(struct wiv_fuse *f, uint64_t ino, const char *path)
+static int node_ref(struct wiv_fuse *f, uint64_t ino, const char *path,
+		    bool is_dir)
 {
 	pthread_mutex_lock(&f->nodes_lock);
 	struct node *n = node_find(f, ino);
@@ -122,6 +131,7 @@ static int node_ref(struct wiv_fuse *f, uint64_t ino, const char *path)
 			return ENOMEM;
 		}
 		n->ino = ino;
+		n->is_dir = is_dir;
 		size_t k = bucket_of(f, ino);
 		n->next = f->buckets[k];
 		f->buckets[k] = n;
@@ -181,48 +191,115 @@ static int child_path(struct wiv_fuse *f, uint64_t parent, const char *name,
 	return len < PATH_MAX_LEN ? 0 : ENAMETOOLONG;
 }
 
-/* ---- forgetting dropped directories ---- */
+/* ---- telling the kernel what to drop ---- */
+
+static void queue_notify(struct wiv_fuse *f, struct notify_request *r)
+{
+	pthread_mutex_lock(&f->notify_lock);
+	r->next = f->notify_head;
+	f->notify_head = r;
+	pthread_cond_signal(&f->notify_wakeup);
+	pthread_mutex_unlock(&f->notify_lock);
+}
 
 /* Called by the tree, with the tree locked: only queue the request. */
-static void queue_forget(void *arg, const char *day_path, const char *type)
+static void forget_dropped_dir(void *arg, const char *day_path,
+			       const char *type)
 {
 	struct wiv_fuse *f = arg;
 	uint64_t parent = wiv_tree_path_ino(day_path);
 	pthread_mutex_lock(&f->nodes_lock);
 	bool known = node_find(f, parent) != NULL;
 	pthread_mutex_unlock(&f->nodes_lock);
-	struct forget_request *r = known ? calloc(1, sizeof(*r)) : NULL;
+	struct notify_request *r = known ? calloc(1, sizeof(*r)) : NULL;
 	if (!r)
 		return;
+	r->kind = FORGET_ENTRY;
 	r->parent = parent;
 	snprintf(r->name, sizeof(r->name), "%s", type);
-	pthread_mutex_lock(&f->forget_lock);
-	r->next = f->forget_head;
-	f->forget_head = r;
-	pthread_cond_signal(&f->forget_wakeup);
-	pthread_mutex_unlock(&f->forget_lock);
+	queue_notify(f, r);
+}
+
+/* Called by the tree, with the tree locked: only queue the request. */
+static void drop_changed_listings(void *arg, const char *org)
+{
+	struct wiv_fuse *f = arg;
+	struct notify_request *r = calloc(1, sizeof(*r));
+	if (!r)
+		return;
+	r->kind = DROP_LISTINGS;
+	if (asprintf(&r->prefix, "/%s", org ? org : "") < 0) {
+		free(r);
+		return;
+	}
+	queue_notify(f, r);
+}
+
+/* Ids of the directories the kernel knows at or below prefix ("/": only
+ * the root, whose children are the orgs). Returns a malloc'd array. */
+static uint64_t *dirs_below(struct wiv_fuse *f, const char *prefix, size_t *n)
+{
+	size_t len = strlen(prefix);
+	*n = 0;
+	if (strcmp(prefix, "/") == 0) {
+		uint64_t *root = malloc(sizeof(*root));
+		if (root) {
+			root[0] = FUSE_ROOT_ID;
+			*n = 1;
+		}
+		return root;
+	}
+	pthread_mutex_lock(&f->nodes_lock);
+	uint64_t *ids = malloc((f->nnodes + 1) * sizeof(*ids));
+	for (size_t i = 0; ids && i < f->nbuckets; i++)
+		for (struct node *nd = f->buckets[i]; nd; nd = nd->next)
+			if (nd->is_dir && strncmp(nd->path, prefix, len) == 0 &&
+			    (nd->path[len] == '\0' || nd->path[len] == '/'))
+				ids[(*n)++] = nd->ino;
+	pthread_mutex_unlock(&f->nodes_lock);
+	return ids;
+}
+
+static void run_notify(struct wiv_fuse *f, const struct notify_request *r)
+{
+	if (r->kind == FORGET_ENTRY) {
+		fuse_lowlevel_notify_inval_entry(f->se, r->parent, r->name,
+						 strlen(r->name));
+		return;
+	}
+	size_t n;
+	uint64_t *ids = dirs_below(f, r->prefix, &n);
+	/* Offset 0, length 0: attributes and the whole kept listing. */
+	for (size_t i = 0; ids && i < n; i++)
+		fuse_lowlevel_notify_inval_inode(f->se, ids[i], 0, 0);
+	free(ids);
+}
+
+static void notify_request_free(struct notify_request *r)
+{
+	free(r->prefix);
+	free(r);
 }
 
 /* The kernel's invalidation waits on the directory's lock, which a request
  * in flight may hold: so it runs here, never in a request or under a lock. */
-static void *forget_worker(void *arg)
+static void *notify_worker(void *arg)
 {
 	struct wiv_fuse *f = arg;
-	pthread_mutex_lock(&f->forget_lock);
+	pthread_mutex_lock(&f->notify_lock);
 	for (;;) {
-		while (!f->forget_head && !f->forget_stop)
-			pthread_cond_wait(&f->forget_wakeup, &f->forget_lock);
-		if (f->forget_stop)
+		while (!f->notify_head && !f->notify_stop)
+			pthread_cond_wait(&f->notify_wakeup, &f->notify_lock);
+		if (f->notify_stop)
 			break;
-		struct forget_request *r = f->forget_head;
-		f->forget_head = r->next;
-		pthread_mutex_unlock(&f->forget_lock);
-		fuse_lowlevel_notify_inval_entry(f->se, r->parent, r->name,
-						 strlen(r->name));
-		free(r);
-		pthread_mutex_lock(&f->forget_lock);
+		struct notify_request *r = f->notify_head;
+		f->notify_head = r->next;
+		pthread_mutex_unlock(&f->notify_lock);
+		run_notify(f, r);
+		notify_request_free(r);
+		pthread_mutex_lock(&f->notify_lock);
 	}
-	pthread_mutex_unlock(&f->forget_lock);
+	pthread_mutex_unlock(&f->notify_lock);
 	return NULL;
 }
 
@@ -275,9 +352,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
 		f->no_open = true;
 	}
-	/* Not so for opendir: without it the kernel caches listings until the
-	 * directory's mtime changes, and a day directory gains events (of an
-	 * object delivered just after midnight) without a new mtime. */
+	/* Likewise opendir; the kernel then keeps listings, which are
+	 * dropped when the tree's listing changes (a day directory can gain
+	 * events from an object delivered after midnight while its mtime
+	 * stays the same, so the kernel's own mtime check is not enough). */
+	if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
+		conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+		f->no_opendir = true;
+	}
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -297,13 +379,26 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (!err)
-		err = node_ref(f, a.ino, path);
+		err = node_ref(f, a.ino, path, a.is_dir);
 	if (err) {
 		fuse_reply_err(req, err);
 		return;
 	}
 	fill_entry(f, &a, &e);
 	fuse_reply_entry(req, &e);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	if (fuse_of(req)->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	/* Listings may be kept: drop_changed_listings clears them. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -393,7 +488,7 @@ static int add_child(void *arg, const char *name,
 	if (snprintf(path, sizeof(path), "%s/%s",
 		     strcmp(d->dir, "/") == 0 ? "" : d->dir,
 		     name) >= (int)sizeof(path) ||
-	    node_ref(d->f, a->ino, path) != 0) {
+	    node_ref(d->f, a->ino, path, a->is_dir) != 0) {
 		d->err = ENOMEM;
 		return 1;
 	}
@@ -541,6 +636,7 @@ static const struct fuse_lowlevel_ops operations = {
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,
 	.getattr = op_getattr,
+	.opendir = op_opendir,
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,
 	.open = op_open,
@@ -561,8 +657,8 @@ struct wiv_fuse *wiv_fuse_new(const struct wiv_fs *cfg, struct fuse_args *args)
 	f->nbuckets = 1024;
 	f->buckets = calloc(f->nbuckets, sizeof(*f->buckets));
 	pthread_mutex_init(&f->nodes_lock, NULL);
-	pthread_mutex_init(&f->forget_lock, NULL);
-	pthread_cond_init(&f->forget_wakeup, NULL);
+	pthread_mutex_init(&f->notify_lock, NULL);
+	pthread_cond_init(&f->notify_wakeup, NULL);
 	if (f->buckets)
 		f->se = fuse_session_new(args, &operations, sizeof(operations),
 					 f);
@@ -570,7 +666,12 @@ struct wiv_fuse *wiv_fuse_new(const struct wiv_fs *cfg, struct fuse_args *args)
 		wiv_fuse_free(f);
 		return NULL;
 	}
-	wiv_tree_on_dir_dropped(cfg->tree, queue_forget, f);
+	struct wiv_tree_observer observer = {
+		.dir_dropped = forget_dropped_dir,
+		.listing_changed = drop_changed_listings,
+		.arg = f,
+	};
+	wiv_tree_set_observer(cfg->tree, &observer);
 	return f;
 }
 
@@ -581,8 +682,8 @@ struct fuse_session *wiv_fuse_session(struct wiv_fuse *f)
 
 int wiv_fuse_loop(struct wiv_fuse *f)
 {
-	f->forget_started =
-		pthread_create(&f->forget_thread, NULL, forget_worker, f) == 0;
+	f->notify_started =
+		pthread_create(&f->notify_thread, NULL, notify_worker, f) == 0;
 	struct fuse_loop_config *loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(loop, 64);
 	int rc = fuse_session_loop_mt(f->se, loop);
@@ -595,18 +696,18 @@ void wiv_fuse_free(struct wiv_fuse *f)
 	if (!f)
 		return;
 	if (f->cfg.tree)
-		wiv_tree_on_dir_dropped(f->cfg.tree, NULL, NULL);
-	if (f->forget_started) {
-		pthread_mutex_lock(&f->forget_lock);
-		f->forget_stop = true;
-		pthread_cond_signal(&f->forget_wakeup);
-		pthread_mutex_unlock(&f->forget_lock);
-		pthread_join(f->forget_thread, NULL);
+		wiv_tree_set_observer(f->cfg.tree, NULL);
+	if (f->notify_started) {
+		pthread_mutex_lock(&f->notify_lock);
+		f->notify_stop = true;
+		pthread_cond_signal(&f->notify_wakeup);
+		pthread_mutex_unlock(&f->notify_lock);
+		pthread_join(f->notify_thread, NULL);
 	}
-	while (f->forget_head) {
-		struct forget_request *r = f->forget_head;
-		f->forget_head = r->next;
-		free(r);
+	while (f->notify_head) {
+		struct notify_request *r = f->notify_head;
+		f->notify_head = r->next;
+		notify_request_free(r);
 	}
 	if (f->se)
 		fuse_session_destroy(f->se);
@@ -618,7 +719,7 @@ void wiv_fuse_free(struct wiv_fuse *f)
 		}
 	free(f->buckets);
 	pthread_mutex_destroy(&f->nodes_lock);
-	pthread_mutex_destroy(&f->forget_lock);
-	pthread_cond_destroy(&f->forget_wakeup);
+	pthread_mutex_destroy(&f->notify_lock);
+	pthread_cond_destroy(&f->notify_wakeup);
 	free(f);
 }

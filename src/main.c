@@ -2,6 +2,7 @@
  * daemonize → serve. Everything that can fail on bad input fails before the
  * mount, on the terminal. */
 #include <errno.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -184,6 +185,10 @@ int main(int argc, char **argv)
 	}
 	wiv_log_set_debug(opts.debug);
 	fuse_set_log_func(route_fuse_log);
+	/* glibc gives every thread that allocates its own arena; with one
+	 * FUSE thread per concurrent request and a download pool the peak
+	 * then grows with the walk. Two arenas keep it flat. */
+	mallopt(M_ARENA_MAX, 2);
 
 	int rc = 1;
 	struct stat st;

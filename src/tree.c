@@ -113,8 +113,7 @@ struct wiv_tree {
 	struct event_dir **dir_buckets;
 	size_t ndir_buckets; /* a power of two */
 	size_t ndirs;
-	wiv_dir_dropped_fn on_dir_dropped;
-	void *on_dir_dropped_arg;
+	struct wiv_tree_observer observer;
 
 	struct object *retired; /* replaced by a newer listing */
 	struct org **retired_orgs; /* gone from the bucket */
@@ -325,6 +324,12 @@ static struct org *find_org(struct wiv_tree *t, const char *name)
 	return NULL;
 }
 
+static void tell_listing_changed(struct wiv_tree *t, const char *org)
+{
+	if (t->observer.listing_changed)
+		t->observer.listing_changed(t->observer.arg, org);
+}
+
 /* Merges a fresh list of org names: known orgs keep their state. */
 static void merge_orgs(struct wiv_tree *t, char **names, size_t n)
 {
@@ -361,9 +366,14 @@ static void merge_orgs(struct wiv_tree *t, char **names, size_t n)
 			t->retired_orgs = r;
 		}
 	}
+	bool changed = kept != t->norgs;
+	for (size_t i = 0; i < kept && !changed; i++)
+		changed = orgs[i] != t->orgs[i];
 	free(t->orgs);
 	t->orgs = orgs;
 	t->norgs = kept;
+	if (changed)
+		tell_listing_changed(t, NULL);
 }
 
 /* Monotonic time at which a listing made at wall-clock time listed_at was
@@ -710,8 +720,10 @@ static void merge_org_listing(struct wiv_tree *t, struct org *o,
 	} else {
 		o->ndays = 0;
 	}
-	if (changed)
+	if (changed) {
 		o->generation++;
+		tell_listing_changed(t, o->name);
+	}
 	return;
 fail:
 	wiv_err("out of memory merging the listing of %s", o->name);
@@ -1163,14 +1175,14 @@ static void drop_event_dir(struct wiv_tree *t, struct event_dir *d)
 	lru_unlink(t, d);
 	dir_index_remove(t, d);
 	t->lru_entries -= d->n;
-	if (t->on_dir_dropped) {
+	if (t->observer.dir_dropped) {
 		char path[1024];
 		int y, m, dd;
 		wiv_day_to_ymd(d->day, &y, &m, &dd);
 		snprintf(path, sizeof(path), "/%s/%04d/%02d/%02d", d->org->name,
 			 y, m, dd);
-		t->on_dir_dropped(t->on_dir_dropped_arg, path,
-				  wiv_type_name(d->type));
+		t->observer.dir_dropped(t->observer.arg, path,
+					wiv_type_name(d->type));
 	}
 	event_dir_free(d);
 }
@@ -1825,14 +1837,15 @@ struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg)
 	return t;
 }
 
-void wiv_tree_on_dir_dropped(struct wiv_tree *t, wiv_dir_dropped_fn fn,
-			     void *arg)
+void wiv_tree_set_observer(struct wiv_tree *t,
+			   const struct wiv_tree_observer *obs)
 {
 	pthread_mutex_lock(&t->lock);
-	t->on_dir_dropped = fn;
-	t->on_dir_dropped_arg = arg;
+	t->observer = obs ? *obs : (struct wiv_tree_observer){0};
 	pthread_mutex_unlock(&t->lock);
 }
+
+
 
 int wiv_tree_probe(struct wiv_tree *t)
 {

@@ -31,10 +31,16 @@ struct wiv_tree_config {
 				      WIV_TREE_DEFAULT_MAX_EVENTS) */
 };
 
-/* Told, with the tree locked (so it must not call back into the tree), when
- * the day_path/type directory is dropped from memory. */
-typedef void (*wiv_dir_dropped_fn)(void *arg, const char *day_path,
-				   const char *type);
+/* Told of changes the kernel's caches must follow. Called with the tree
+ * locked, so they must not call back into the tree. */
+struct wiv_tree_observer {
+	/* The day_path/type directory was dropped from memory. */
+	void (*dir_dropped)(void *arg, const char *day_path, const char *type);
+	/* The listing of org changed (org NULL: the list of orgs), so the
+	 * directories below it may now list other children. */
+	void (*listing_changed)(void *arg, const char *org);
+	void *arg;
+};
 
 struct wiv_node_attr {
 	bool is_dir;
@@ -52,10 +58,9 @@ struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg);
 /* Frees the tree; NULL is a no-op. */
 void wiv_tree_free(struct wiv_tree *t);
 
-/* Sets (fn NULL: clears) who is told when a directory is dropped, so that
- * the kernel can forget it too. */
-void wiv_tree_on_dir_dropped(struct wiv_tree *t, wiv_dir_dropped_fn fn,
-			     void *arg);
+/* Sets (NULL: clears) who is told of changes. The observer is copied. */
+void wiv_tree_set_observer(struct wiv_tree *t,
+			   const struct wiv_tree_observer *obs);
 
 /* The inode number of path: a hash of it, the same in every mount. */
 uint64_t wiv_tree_path_ino(const char *path);
