@@ -1,0 +1,143 @@
+/* Internal to the tree: the structures shared by src/tree.c (paths,
+ * event directories, files) and src/catalog.c (orgs and objects from
+ * listings). Everything here is guarded by wiv_tree.lock. */
+#ifndef WIVAUDIT_TREE_INTERNAL_H
+#define WIVAUDIT_TREE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "wivaudit/keys.h"
+#include "wivaudit/strmap.h"
+#include "wivaudit/tree.h"
+
+/* Whether an object's split events are in the cache. Indexes themselves are
+ * not kept in memory: a directory is built from them and they are freed. */
+enum object_state { OBJ_UNKNOWN, OBJ_LOADING, OBJ_CACHED, OBJ_FAILED };
+
+struct object {
+	char *key;
+	char *etag;
+	char *entry_id;
+	uint64_t size;   /* as listed: a body of another size is not whole */
+	int64_t key_ms;
+	enum wiv_log_type type;
+	enum object_state state;
+	int error;
+	bool offline_logged;
+	time_t failed_at;
+	struct object *next_retired;
+};
+
+struct type_listing {
+	struct object **objs; /* sorted by (key_ms, key) */
+	size_t n;
+	int64_t *days;        /* sorted key days, unique */
+	size_t ndays;
+};
+
+struct org {
+	char *name;
+	bool listed;
+	bool listing;         /* a listing is under way */
+	time_t listed_at;
+	time_t full_listed_at; /* 0: no full listing in this mount yet */
+	unsigned generation;  /* bumped when the set of objects changes */
+	struct type_listing types[WIV_TYPE_COUNT];
+	int64_t *days;        /* union of the types' days */
+	size_t ndays;
+	int64_t newest_ms;    /* newest key timestamp, -1 if none */
+};
+
+/* Everything an event file needs, so that a built directory does not pin
+ * its objects' indexes in memory. */
+struct entry {
+	char *name;
+	char *event_type;     /* NULL if the event had none */
+	struct object *obj;
+	uint64_t offset;      /* of the text in the object's cache entry */
+	uint32_t length;
+	uint32_t crc;
+	int64_t mtime_s;
+	uint64_t ino;
+};
+
+struct event_dir {
+	struct org *org;
+	int64_t day;
+	enum wiv_log_type type;
+	unsigned generation;
+	struct entry *entries; /* in (key_ms, key, position) order */
+	size_t n;
+	struct wiv_strmap by_name;
+	struct event_dir *lru_prev, *lru_next;
+	struct event_dir *hash_next; /* chain in the tree's dir index */
+};
+
+struct wiv_tree {
+	struct wiv_tree_config cfg;
+	pthread_mutex_t lock;
+	pthread_cond_t changed; /* a listing or download finished */
+
+	struct org **orgs;      /* sorted by name */
+	size_t norgs;
+	bool root_listed;
+	bool root_listing;
+	bool root_listed_from_source; /* at least once in this mount */
+	time_t root_listed_at;
+	bool unreachable_logged;
+
+	struct event_dir *lru_head, *lru_tail; /* most recent first */
+	size_t lru_entries; /* events in the built directories */
+	/* The built directories by (org, day, type): every read and lookup
+	 * finds its directory here, and the LRU may hold thousands. */
+	struct event_dir **dir_buckets;
+	size_t ndir_buckets; /* a power of two */
+	size_t ndirs;
+	struct wiv_tree_observer observer;
+
+	struct object *retired; /* replaced by a newer listing */
+	struct org **retired_orgs; /* gone from the bucket */
+	size_t nretired_orgs;
+	struct wiv_strmap ignored_keys; /* logged once each */
+	char **ignored_key_store;
+	size_t nignored;
+};
+
+/* Seconds on a clock that never jumps: TTLs and retry delays. */
+static inline time_t wiv_tree_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* Makes sure the list of orgs is fresh: from disk at first, then from the
+ * source once its TTL ran out (or at once with force). Lock held; released
+ * while listing. Returns 0 or errno. */
+int wiv_catalog_ensure_root(struct wiv_tree *t, bool force);
+
+/* Makes sure the org's listing is fresh, likewise. */
+int wiv_catalog_ensure_org(struct wiv_tree *t, struct org *o);
+
+/* The org named name, with a fresh listing (ENOENT if there is none). */
+int wiv_catalog_get_org(struct wiv_tree *t, const char *name,
+			struct org **out);
+
+/* Whether the sorted days contain day. */
+bool wiv_catalog_has_day(const int64_t *days, size_t n, int64_t day);
+
+/* Index of the first object with key_ms >= ms. */
+size_t wiv_catalog_first_object(const struct type_listing *tl, int64_t ms);
+
+/* Newest key timestamp in [from_ms, to_ms) over the types in type_mask, or
+ * -1 if there is none. */
+int64_t wiv_catalog_newest_between(const struct org *o, int type_mask,
+				   int64_t from_ms, int64_t to_ms);
+
+/* Frees every org and object, the retired ones too. */
+void wiv_catalog_free(struct wiv_tree *t);
+
+#endif
