@@ -224,6 +224,11 @@ class S3Server:
         """Uploads a local mirror with `aws s3 sync`."""
         self.aws("s3", "sync", str(src), url, "--only-show-errors")
 
+    def seed(self, name, mirror):
+        """Creates bucket name holding the local mirror."""
+        self.make_bucket(name)
+        self.sync(mirror, "s3://%s/" % name)
+
     def set_faults(self, rules):
         """Replaces the server's fault rules (see server.js); [] clears."""
         tmp = self.faults_path + ".tmp"

@@ -15,8 +15,7 @@ BUCKET = "basic"
 @pytest.fixture(scope="module")
 def mnt(s3, small_corpus, module_mounter):
     mirror, model = small_corpus
-    s3.make_bucket(BUCKET)
-    s3.sync(mirror, "s3://%s/" % BUCKET)
+    s3.seed(BUCKET, mirror)
     m = module_mounter.mount("s3://" + BUCKET)
     return m, model
 

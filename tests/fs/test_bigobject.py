@@ -111,8 +111,7 @@ def bucket(s3, tmp_path_factory):
     near = [event(HUGE_ORG, near_ms, n, 200) for n in range(1, 4)]
     write_object(big, HUGE_ORG, near_ms, array(near))
 
-    s3.make_bucket(BUCKET)
-    s3.sync(small, "s3://%s/" % BUCKET)
+    s3.seed(BUCKET, small)
     s3.sync(big, "s3://%s/" % BUCKET)
     return {"model": model, "many": many, "many_key": many_key,
             "huge_key": huge_key, "near": near}

@@ -44,8 +44,7 @@ def cache_cmd(*args, status=0):
 @pytest.fixture(scope="module")
 def bucket(s3, small_corpus):
     mirror, model = small_corpus
-    s3.make_bucket(BUCKET)
-    s3.sync(mirror, "s3://%s/" % BUCKET)
+    s3.seed(BUCKET, mirror)
     return mirror, model
 
 

@@ -14,8 +14,7 @@ WRONG_SECRET = "WrongSecret-q7Zx9"
 @pytest.fixture(scope="module")
 def bucket(s3, small_corpus):
     mirror, _model = small_corpus
-    s3.make_bucket(BUCKET)
-    s3.sync(mirror, "s3://%s/" % BUCKET)
+    s3.seed(BUCKET, mirror)
     return BUCKET
 
 

@@ -42,8 +42,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bucket(s3, corpus):
-    s3.make_bucket(BUCKET)
-    s3.sync(corpus, "s3://%s/" % BUCKET)
+    s3.seed(BUCKET, corpus)
     return refmodel.Model(str(corpus))
 
 
@@ -264,8 +263,7 @@ def pages_bucket(s3, tmp_path_factory):
              "--events-per-object", "1", "--gaps", "0", "--seed", "5")
     model = refmodel.Model(str(d))
     assert len(model.objects) > 1000, len(model.objects)
-    s3.make_bucket(PAGES_BUCKET)
-    s3.sync(d, "s3://%s/" % PAGES_BUCKET)
+    s3.seed(PAGES_BUCKET, d)
     return model
 
 

@@ -22,8 +22,7 @@ def bucket(s3, tmp_path_factory):
     generate(mirror, "--orgs", "2", "--days", "5", "--objects-per-day", "1",
              "--seed", "5")
     model = refmodel.Model(str(mirror))
-    s3.make_bucket(BUCKET)
-    s3.sync(mirror, "s3://%s/" % BUCKET)
+    s3.seed(BUCKET, mirror)
     return mirror, model
 
 

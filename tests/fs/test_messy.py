@@ -15,8 +15,7 @@ BUCKET = "messy"
 def bucket(s3, messy_corpus):
     mirror, model = messy_corpus
     assert model.bad_keys and model.other_keys and model.plain_keys
-    s3.make_bucket(BUCKET)
-    s3.sync(mirror, "s3://%s/" % BUCKET)
+    s3.seed(BUCKET, mirror)
     return mirror, model
 
 

@@ -17,8 +17,7 @@ PREFIX = "audit/wiv/"
 @pytest.fixture(scope="module")
 def bucket(s3, small_corpus, messy_corpus):
     mirror, model = small_corpus
-    s3.make_bucket(BUCKET)
-    s3.sync(mirror, "s3://%s/" % BUCKET)
+    s3.seed(BUCKET, mirror)
     # The same logs under a prefix, next to other logs that must not show.
     s3.sync(mirror, "s3://%s/%s" % (BUCKET, PREFIX))
     s3.sync(messy_corpus[0], "s3://%s/audit/other/" % BUCKET)

@@ -33,8 +33,7 @@ def bucket(s3, tmp_path_factory):
     generate(d, "--orgs", "2", "--days", "4", "--objects-per-day", "2",
              "--events-per-object", "6", "--seed", "47")
     model = refmodel.Model(str(d))
-    s3.make_bucket(BUCKET)
-    s3.sync(d, "s3://%s/" % BUCKET)
+    s3.seed(BUCKET, d)
     return model
 
 
