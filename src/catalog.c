@@ -759,6 +759,7 @@ static void object_free(struct object *obj)
 	free(obj->key);
 	free(obj->etag);
 	free(obj->entry_id);
+	wiv_object_index_free(obj->index);
 	free(obj);
 }
 

@@ -132,11 +132,61 @@ static int64_t path_day(const struct tree_path *tp)
 
 /* ---- objects ---- */
 
-/* Returns the object's index (caller frees), from the cache or downloaded
- * into it. One download per object at a time: others wait for it and then
- * read the cache. Lock not held. */
-static int fetch_index(struct wiv_tree *t, struct object *obj,
-		       struct wiv_object_index **out)
+/* ---- kept indexes ---- */
+
+static void index_unlink(struct wiv_tree *t, struct object *obj)
+{
+	if (obj->index_prev)
+		obj->index_prev->index_next = obj->index_next;
+	else
+		t->index_head = obj->index_next;
+	if (obj->index_next)
+		obj->index_next->index_prev = obj->index_prev;
+	else
+		t->index_tail = obj->index_prev;
+	obj->index_prev = obj->index_next = NULL;
+}
+
+static void index_push_front(struct wiv_tree *t, struct object *obj)
+{
+	obj->index_next = t->index_head;
+	obj->index_prev = NULL;
+	if (t->index_head)
+		t->index_head->index_prev = obj;
+	t->index_head = obj;
+	if (!t->index_tail)
+		t->index_tail = obj;
+}
+
+/* Frees least recently used indexes nobody is building from, down to the
+ * bound. Lock held. */
+static void trim_indexes(struct wiv_tree *t)
+{
+	struct object *obj = t->index_tail;
+	while (obj && t->index_events > t->cfg.max_events) {
+		struct object *prev = obj->index_prev;
+		if (obj->index_users == 0) {
+			index_unlink(t, obj);
+			t->index_events -= obj->index->n_events;
+			wiv_object_index_free(obj->index);
+			obj->index = NULL;
+		}
+		obj = prev;
+	}
+}
+
+/* Done building from the object's index. Lock held. */
+static void release_index(struct wiv_tree *t, struct object *obj)
+{
+	obj->index_users--;
+	trim_indexes(t);
+}
+
+/* Downloads (or reads from the cache) the object's index, one download per
+ * object at a time: others wait for it and then read the cache. Lock not
+ * held. Returns 0 with a new index in *out (caller frees), or errno. */
+static int load_index(struct wiv_tree *t, struct object *obj,
+		      struct wiv_object_index **out)
 {
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
@@ -185,10 +235,41 @@ static int fetch_index(struct wiv_tree *t, struct object *obj,
 	return err;
 }
 
+/* Gets the object's index for a build: the kept one, or a loaded one that
+ * is then kept. Lock not held; release_index when done. */
+static int acquire_index(struct wiv_tree *t, struct object *obj)
+{
+	pthread_mutex_lock(&t->lock);
+	if (obj->index) {
+		obj->index_users++;
+		index_unlink(t, obj);
+		index_push_front(t, obj);
+		pthread_mutex_unlock(&t->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+
+	struct wiv_object_index *index = NULL;
+	int err = load_index(t, obj, &index);
+	pthread_mutex_lock(&t->lock);
+	if (!err && obj->index) {
+		/* Another build kept one meanwhile: the same events. */
+		wiv_object_index_free(index);
+	} else if (!err) {
+		obj->index = index;
+		index_push_front(t, obj);
+		t->index_events += index->n_events;
+	}
+	if (!err)
+		obj->index_users++;
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
 struct load_batch {
 	struct wiv_tree *t;
 	struct object **objs;
-	struct wiv_object_index **indexes;
+	bool *acquired;
 	size_t n;
 	atomic_size_t next;
 	atomic_int first_error;
@@ -199,7 +280,8 @@ static void *load_worker(void *arg)
 	struct load_batch *b = arg;
 	size_t i;
 	while ((i = atomic_fetch_add(&b->next, 1)) < b->n) {
-		int err = fetch_index(b->t, b->objs[i], &b->indexes[i]);
+		int err = acquire_index(b->t, b->objs[i]);
+		b->acquired[i] = err == 0;
 		int none = 0;
 		if (err)
 			atomic_compare_exchange_strong(&b->first_error, &none,
@@ -208,19 +290,19 @@ static void *load_worker(void *arg)
 	return NULL;
 }
 
-/* Fetches the indexes of objs into indexes[] (NULL where it failed),
- * cfg.parallel at a time. Lock not held. Returns the first error. */
-static int load_indexes(struct wiv_tree *t, struct object **objs, size_t n,
-			struct wiv_object_index **indexes)
+/* Acquires the indexes of objs (acquired[i] says which), cfg.parallel
+ * downloads at a time. Lock not held. Returns the first error. */
+static int acquire_indexes(struct wiv_tree *t, struct object **objs, size_t n,
+			   bool *acquired)
 {
-	struct load_batch b = {.t = t, .objs = objs, .indexes = indexes,
+	struct load_batch b = {.t = t, .objs = objs, .acquired = acquired,
 			       .n = n};
 	/* An object already cached in this mount costs a read of its index,
 	 * less than starting a thread: threads are for the others. */
 	size_t uncached = 0;
 	pthread_mutex_lock(&t->lock);
 	for (size_t i = 0; i < n; i++)
-		uncached += objs[i]->state != OBJ_CACHED;
+		uncached += objs[i]->state != OBJ_CACHED && !objs[i]->index;
 	pthread_mutex_unlock(&t->lock);
 	size_t nthreads = uncached < t->cfg.parallel ? uncached
 						     : t->cfg.parallel;
@@ -235,11 +317,15 @@ static int load_indexes(struct wiv_tree *t, struct object **objs, size_t n,
 	return atomic_load(&b.first_error);
 }
 
-static void free_indexes(struct wiv_object_index **indexes, size_t n)
+/* Releases what acquire_indexes acquired and frees the arrays. Lock held. */
+static void release_indexes(struct wiv_tree *t, struct object **objs,
+			    bool *acquired, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		wiv_object_index_free(indexes[i]);
-	free(indexes);
+		if (acquired[i])
+			release_index(t, objs[i]);
+	free(acquired);
+	free(objs);
 }
 
 /* ---- event directories ---- */
@@ -401,8 +487,7 @@ static int add_entry(struct event_dir *d, size_t *cap, const char *dir_path,
 
 /* Builds the events of one day/type directory from loaded objects. */
 static int build_event_dir(struct wiv_tree *t, struct event_dir *d,
-			   struct object **objs,
-			   struct wiv_object_index **indexes, size_t nobjs)
+			   struct object **objs, size_t nobjs)
 {
 	char dir_path[1024];
 	int y, m, dd;
@@ -416,7 +501,7 @@ static int build_event_dir(struct wiv_tree *t, struct event_dir *d,
 	int err = 0;
 	for (size_t i = 0; i < nobjs && !err; i++) {
 		struct object *obj = objs[i];
-		const struct wiv_object_index *idx = indexes[i];
+		const struct wiv_object_index *idx = obj->index;
 		if (idx->status != WIV_OBJECT_OK)
 			continue;
 		for (size_t k = 0; k < idx->n_events && !err; k++) {
@@ -485,24 +570,21 @@ static int get_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
 		memcpy(objs, tl->objs + first, n * sizeof(*objs));
 		unsigned generation = o->generation;
 
-		struct wiv_object_index **indexes =
-			calloc(n ? n : 1, sizeof(*indexes));
-		if (!indexes) {
+		bool *acquired = calloc(n ? n : 1, sizeof(*acquired));
+		if (!acquired) {
 			free(objs);
 			return ENOMEM;
 		}
 		pthread_mutex_unlock(&t->lock);
-		int err = load_indexes(t, objs, n, indexes);
+		int err = acquire_indexes(t, objs, n, acquired);
 		pthread_mutex_lock(&t->lock);
 		if (err) {
-			free_indexes(indexes, n);
-			free(objs);
+			release_indexes(t, objs, acquired, n);
 			return err == ENOENT || err == ESTALE ? EIO : err;
 		}
 		/* The listing changed meanwhile: build from the new one. */
 		if (o->generation != generation && attempt < 3) {
-			free_indexes(indexes, n);
-			free(objs);
+			release_indexes(t, objs, acquired, n);
 			continue;
 		}
 
@@ -512,10 +594,9 @@ static int get_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
 			d->day = day;
 			d->type = type;
 			d->generation = generation;
-			err = build_event_dir(t, d, objs, indexes, n);
+			err = build_event_dir(t, d, objs, n);
 		}
-		free_indexes(indexes, n);
-		free(objs);
+		release_indexes(t, objs, acquired, n);
 		if (!d || err) {
 			if (d)
 				event_dir_free(d);
@@ -899,7 +980,7 @@ static int read_event_text(struct wiv_tree *t, const struct event_ref *ref,
 	/* Same key and ETag: the refetched entry holds the same texts at the
 	 * same offsets. */
 	struct wiv_object_index *index = NULL;
-	err = fetch_index(t, ref->obj, &index);
+	err = load_index(t, ref->obj, &index);
 	wiv_object_index_free(index);
 	if (!err)
 		err = wiv_cache_read_event(t->cfg.cache, ref->obj->entry_id,

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "wivaudit/cache.h"
 #include "wivaudit/keys.h"
 #include "wivaudit/strmap.h"
 #include "wivaudit/tree.h"
@@ -28,6 +29,11 @@ struct object {
 	int error;
 	bool offline_logged;
 	time_t failed_at;
+	/* Its index, kept while recently used so that neighbouring days'
+	 * directories do not read it again; users counts builds using it. */
+	struct wiv_object_index *index;
+	unsigned index_users;
+	struct object *index_prev, *index_next; /* tree's kept-index LRU */
 	struct object *next_retired;
 };
 
@@ -97,6 +103,9 @@ struct wiv_tree {
 	size_t ndir_buckets; /* a power of two */
 	size_t ndirs;
 	struct wiv_tree_observer observer;
+	/* Indexes kept in memory, most recent first, bounded by events. */
+	struct object *index_head, *index_tail;
+	size_t index_events;
 
 	struct object *retired; /* replaced by a newer listing */
 	struct org **retired_orgs; /* gone from the bucket */
