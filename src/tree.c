@@ -158,12 +158,13 @@ static void index_push_front(struct wiv_tree *t, struct object *obj)
 		t->index_tail = obj;
 }
 
-/* Frees least recently used indexes nobody is building from, down to the
- * bound. Lock held. */
+/* Frees least recently used indexes nobody is building from, down to a
+ * quarter of the events kept in built directories: enough for a walk to
+ * reuse each index for the days on either side. Lock held. */
 static void trim_indexes(struct wiv_tree *t)
 {
 	struct object *obj = t->index_tail;
-	while (obj && t->index_events > t->cfg.max_events) {
+	while (obj && t->index_events > t->cfg.max_events / 4) {
 		struct object *prev = obj->index_prev;
 		if (obj->index_users == 0) {
 			index_unlink(t, obj);
