@@ -41,12 +41,42 @@ static void log_ignored_key(struct wiv_tree *t, const char *key)
 		 key, t->nignored);
 }
 
+/* Strings gathered while listing without the lock, used once it is back. */
+struct key_list {
+	char **keys;
+	size_t n;
+};
+
+/* Appends a copy of the first len bytes of s. Returns 0 or ENOMEM. */
+static int key_list_add(struct key_list *l, const char *s, size_t len)
+{
+	char **keys = realloc(l->keys, (l->n + 1) * sizeof(*keys));
+	if (!keys)
+		return ENOMEM;
+	l->keys = keys;
+	if (!(keys[l->n] = strndup(s, len)))
+		return ENOMEM;
+	l->n++;
+	return 0;
+}
+
+static void key_list_free(struct key_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->keys[i]);
+	free(l->keys);
+}
+
+static void log_ignored_keys(struct wiv_tree *t, const struct key_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		log_ignored_key(t, l->keys[i]);
+}
+
 struct root_collect {
 	struct wiv_tree *t;
-	char **names;
-	size_t n;
-	char **stray_keys; /* logged once listed */
-	size_t nstray;
+	struct key_list names;
+	struct key_list strays; /* logged once listed */
 };
 
 static int collect_org(void *arg, const char *common_prefix)
@@ -56,36 +86,16 @@ static int collect_org(void *arg, const char *common_prefix)
 	size_t len = strlen(name);
 	if (len && name[len - 1] == '/')
 		len--;
-	if (!wiv_org_name_valid(name, len)) {
-		char **s = realloc(rc->stray_keys, (rc->nstray + 1) * sizeof(*s));
-		if (s && (s[rc->nstray] = strdup(common_prefix))) {
-			rc->stray_keys = s;
-			rc->nstray++;
-		} else if (s) {
-			rc->stray_keys = s;
-		}
-		return 0;
-	}
-	char **names = realloc(rc->names, (rc->n + 1) * sizeof(*names));
-	if (!names)
-		return ENOMEM;
-	rc->names = names;
-	if (!(names[rc->n] = strndup(name, len)))
-		return ENOMEM;
-	rc->n++;
-	return 0;
+	if (!wiv_org_name_valid(name, len))
+		return key_list_add(&rc->strays, common_prefix,
+				    strlen(common_prefix));
+	return key_list_add(&rc->names, name, len);
 }
 
 static int collect_stray_object(void *arg, const struct wiv_object_info *obj)
 {
 	struct root_collect *rc = arg;
-	char **s = realloc(rc->stray_keys, (rc->nstray + 1) * sizeof(*s));
-	if (!s)
-		return ENOMEM;
-	rc->stray_keys = s;
-	if ((s[rc->nstray] = strdup(obj->key)))
-		rc->nstray++;
-	return 0;
+	return key_list_add(&rc->strays, obj->key, strlen(obj->key));
 }
 
 static int compare_names(const void *a, const void *b)
@@ -261,25 +271,20 @@ int wiv_catalog_ensure_root(struct wiv_tree *t, bool force)
 	pthread_mutex_lock(&t->lock);
 	t->root_listing = false;
 	if (err == 0) {
-		merge_orgs(t, rc.names, rc.n);
+		merge_orgs(t, rc.names.keys, rc.names.n);
 		t->root_listed = true;
 		t->root_listed_from_source = true;
 		t->root_listed_at = wiv_tree_now();
 		t->unreachable_logged = false;
-		for (size_t i = 0; i < rc.nstray; i++)
-			log_ignored_key(t, rc.stray_keys[i]);
+		log_ignored_keys(t, &rc.strays);
 		save_root_listing(t);
 	} else if (t->root_listed && is_unreachable(err)) {
 		log_serving_cache(t, err);
 		t->root_listed_at = wiv_tree_now();
 		err = 0;
 	}
-	for (size_t i = 0; i < rc.n; i++)
-		free(rc.names[i]);
-	free(rc.names);
-	for (size_t i = 0; i < rc.nstray; i++)
-		free(rc.stray_keys[i]);
-	free(rc.stray_keys);
+	key_list_free(&rc.names);
+	key_list_free(&rc.strays);
 	pthread_cond_broadcast(&t->changed);
 	return err;
 }
@@ -295,23 +300,15 @@ struct org_collect {
 	struct wiv_tree *t;
 	struct listed_object *objs;
 	size_t n, cap;
-	char **stray_keys;
-	size_t nstray;
+	struct key_list strays;
 };
 
 static int collect_object(void *arg, const struct wiv_object_info *info)
 {
 	struct org_collect *oc = arg;
 	struct wiv_key parsed;
-	if (wiv_key_parse(info->key, strlen(oc->t->cfg.prefix), &parsed) != 0) {
-		char **s = realloc(oc->stray_keys, (oc->nstray + 1) * sizeof(*s));
-		if (!s)
-			return ENOMEM;
-		oc->stray_keys = s;
-		if ((s[oc->nstray] = strdup(info->key)))
-			oc->nstray++;
-		return 0;
-	}
+	if (wiv_key_parse(info->key, strlen(oc->t->cfg.prefix), &parsed) != 0)
+		return key_list_add(&oc->strays, info->key, strlen(info->key));
 	if (oc->n == oc->cap) {
 		size_t cap = oc->cap ? oc->cap * 2 : 64;
 		struct listed_object *objs = realloc(oc->objs, cap * sizeof(*objs));
@@ -555,9 +552,7 @@ static void org_collect_free(struct org_collect *oc)
 		free(oc->objs[i].etag);
 	}
 	free(oc->objs);
-	for (size_t i = 0; i < oc->nstray; i++)
-		free(oc->stray_keys[i]);
-	free(oc->stray_keys);
+	key_list_free(&oc->strays);
 }
 
 static void load_org_listing(struct wiv_tree *t, struct org *o)
@@ -676,8 +671,7 @@ int wiv_catalog_ensure_org(struct wiv_tree *t, struct org *o)
 		if (plan.full)
 			o->full_listed_at = o->listed_at;
 		t->unreachable_logged = false;
-		for (size_t i = 0; i < oc.nstray; i++)
-			log_ignored_key(t, oc.stray_keys[i]);
+		log_ignored_keys(t, &oc.strays);
 		if (o->generation != generation || plan.full)
 			save_org_listing(t, o);
 	} else if (o->listed && is_unreachable(err)) {

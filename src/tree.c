@@ -130,9 +130,7 @@ static int64_t path_day(const struct tree_path *tp)
 	return wiv_day_from_ymd(tp->year, tp->month, tp->mday);
 }
 
-/* ---- objects ---- */
-
-/* ---- kept indexes ---- */
+/* ---- object indexes ---- */
 
 static void index_unlink(struct wiv_tree *t, struct object *obj)
 {
