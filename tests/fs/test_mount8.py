@@ -5,8 +5,11 @@ the module (removed in cleanup whatever happens).
 These go through util-linux's real helper protocol: mount(8) finds the
 helper only in /sbin (/sbin/fs.d, /sbin/fs), passes `SOURCE DIR [-sfnv]
 -o OPTS` with `rw` added whenever neither ro nor rw is given, hands over its
-environment, and waits for the helper to exit, so the daemon must detach."""
+environment, and waits for the helper to exit, so the daemon must detach.
+/sbin/mount.wivaudit is one for the machine: a lock file makes a second
+suite running at the same time (the sanitizer build's) wait its turn."""
 
+import fcntl
 import glob
 import os
 import signal
@@ -18,6 +21,7 @@ from conftest import (ACCESS_KEY, MOUNT_TIMEOUT, SECRET, UNMOUNT_TIMEOUT,
                       assert_tree, daemon_bin, is_mounted, run, walk)
 
 HELPER = "/sbin/mount.wivaudit"
+HELPER_LOCK = "/run/lock/wivaudit-tests-mount8.lock"
 BUCKET = "mount8"
 
 
@@ -26,14 +30,17 @@ def helper():
     if os.geteuid() != 0:
         pytest.skip("mount(8) with a helper in /sbin needs root")
     binary = daemon_bin()
-    if os.path.lexists(HELPER):
-        pytest.skip("%s exists already (an installed wivaudit?); not "
-                    "replacing it" % HELPER)
-    os.symlink(binary, HELPER)
-    try:
-        yield HELPER
-    finally:
-        os.unlink(HELPER)
+    os.makedirs(os.path.dirname(HELPER_LOCK), exist_ok=True)
+    with open(HELPER_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.lexists(HELPER):
+            pytest.skip("%s exists already (an installed wivaudit?); not "
+                        "replacing it" % HELPER)
+        os.symlink(binary, HELPER)
+        try:
+            yield HELPER
+        finally:
+            os.unlink(HELPER)
 
 
 @pytest.fixture(scope="module")
