@@ -26,7 +26,9 @@
 #
 # Environment: RUNS (default 5), BENCH_TMP (parent of the work directory,
 # default /var/tmp: it must be a disk, not tmpfs), SKIP_RSS=1 (skip the big
-# corpora), SKIP_S3FS=1. Everything is unmounted and stopped on exit.
+# corpora), SKIP_S3FS=1, WIV_OPTS (more -o options for every wivaudit
+# mount, to measure one lever: WIV_OPTS=readahead=0). Everything is
+# unmounted and stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$(pwd)
@@ -132,7 +134,7 @@ mounts=("$mnt" "$fmnt" "$smnt")
 wiv_pid=
 # Mounts the bucket on $mnt (foreground daemon, pid in wiv_pid).
 mount_wiv() {
-	"$wiv" s3://bench "$mnt" -f -o "endpoint=$endpoint,cache_dir=$1" \
+	"$wiv" s3://bench "$mnt" -f -o "endpoint=$endpoint,cache_dir=$1${WIV_OPTS:+,$WIV_OPTS}" \
 		2>>"$work/daemon.err" &
 	wiv_pid=$!
 	daemons+=("$wiv_pid")

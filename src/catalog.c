@@ -143,6 +143,8 @@ static void merge_orgs(struct wiv_tree *t, char **names, size_t n)
 				continue;
 			o->name = strdup(names[i]);
 			o->newest_ms = -1;
+			for (int ty = 0; ty < WIV_TYPE_COUNT; ty++)
+				o->walked_day[ty] = INT64_MIN;
 		}
 		orgs[kept++] = o;
 	}

@@ -219,6 +219,7 @@ int main(int argc, char **argv)
 		.window_s = opts.window,
 		.list_ttl_s = opts.list_ttl,
 		.parallel = opts.parallel,
+		.readahead_days = opts.readahead,
 		.cache_dir = opts.cache_dir,
 		.offline = opts.offline,
 	};

@@ -37,6 +37,7 @@ static const struct fuse_opt option_table[] = {
 	WIV_OPT("cache_dir=%s", cache_dir, 0),
 	WIV_OPT("list_ttl=%u", list_ttl, 0),
 	WIV_OPT("parallel=%u", parallel, 0),
+	WIV_OPT("readahead=%u", readahead, 0),
 	WIV_OPT("retries=%u", retries, 0),
 	WIV_OPT("timeout=%u", timeout, 0),
 	WIV_OPT("path_style", path_style, 1),
@@ -249,6 +250,7 @@ int wiv_opts_parse(int argc, char **argv, struct wiv_options *opts,
 		.window = 86400,
 		.layout = WIV_LAYOUT_PRETTY,
 		.parallel = 8,
+		.readahead = 2,
 		.retries = 5,
 		.timeout = 30,
 		.uid = getuid(),
@@ -274,6 +276,11 @@ int wiv_opts_parse(int argc, char **argv, struct wiv_options *opts,
 	if (opts->parallel == 0 || opts->parallel > 256) {
 		fprintf(stderr, "mount.wivaudit: bad option 'parallel=%u': "
 				"expected 1 to 256\n", opts->parallel);
+		return EINVAL;
+	}
+	if (opts->readahead > 366) {
+		fprintf(stderr, "mount.wivaudit: bad option 'readahead=%u': "
+				"expected 0 to 366 days\n", opts->readahead);
 		return EINVAL;
 	}
 	if (opts->timeout == 0) {
@@ -319,6 +326,8 @@ void wiv_opts_usage(const char *progname)
 	       "  -o format=pretty|compact  event file layout (default: pretty)\n"
 	       "  -o offline             never contact S3; serve the cache\n"
 	       "  -o parallel=N          concurrent downloads (default: 8)\n"
+	       "  -o readahead=DAYS      days a directory walk fetches ahead in\n"
+	       "                         the background (default: 2; 0: off)\n"
 	       "  -o retries=N           retries per request (default: 5)\n"
 	       "  -o timeout=SECONDS     request stall timeout (default: 30)\n"
 	       "  -o uid=N,gid=N         owner of every file (default: yours)\n"

@@ -182,13 +182,22 @@ static void release_index(struct wiv_tree *t, struct object *obj)
 }
 
 /* Downloads (or reads from the cache) the object's index, one download per
- * object at a time: others wait for it and then read the cache. Lock not
- * held. Returns 0 with a new index in *out (caller frees), or errno. */
+ * object at a time: others wait for it. With out, the caller gets a new
+ * index to free. Without, the index is kept in memory (or the one kept is
+ * used) and counted as in use until release_index. Lock not held. Returns
+ * 0 or errno. */
 static int load_index(struct wiv_tree *t, struct object *obj,
 		      struct wiv_object_index **out)
 {
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
+		if (!out && obj->index) {
+			obj->index_users++;
+			index_unlink(t, obj);
+			index_push_front(t, obj);
+			pthread_mutex_unlock(&t->lock);
+			return 0;
+		}
 		if (obj->state == OBJ_FAILED &&
 		    wiv_tree_now() - obj->failed_at < RETRY_FAILED_AFTER_S) {
 			int err = obj->error;
@@ -212,7 +221,8 @@ static int load_index(struct wiv_tree *t, struct object *obj,
 		.size = obj->size,
 		.cache_only = t->cfg.offline,
 	};
-	int err = wiv_fetch_object(&req, out);
+	struct wiv_object_index *index = NULL;
+	int err = wiv_fetch_object(&req, &index);
 	if (err == ENOENT && t->cfg.offline) {
 		if (!obj->offline_logged)
 			wiv_err("offline: %s was never fetched, so its events "
@@ -224,6 +234,16 @@ static int load_index(struct wiv_tree *t, struct object *obj,
 	pthread_mutex_lock(&t->lock);
 	if (err == 0) {
 		obj->state = OBJ_CACHED;
+		if (out) {
+			*out = index;
+		} else {
+			/* Loads are one at a time and only this kind keeps
+			 * an index, so none is kept yet. */
+			obj->index = index;
+			obj->index_users++;
+			index_push_front(t, obj);
+			t->index_events += index->n_events;
+		}
 	} else {
 		obj->state = OBJ_FAILED;
 		obj->error = err;
@@ -234,35 +254,12 @@ static int load_index(struct wiv_tree *t, struct object *obj,
 	return err;
 }
 
-/* Gets the object's index for a build: the kept one, or a loaded one that
- * is then kept. Lock not held; release_index when done. */
+/* Gets the object's index for a build: the kept one, the one another
+ * thread is loading, or a loaded one that is then kept. Lock not held;
+ * release_index when done. */
 static int acquire_index(struct wiv_tree *t, struct object *obj)
 {
-	pthread_mutex_lock(&t->lock);
-	if (obj->index) {
-		obj->index_users++;
-		index_unlink(t, obj);
-		index_push_front(t, obj);
-		pthread_mutex_unlock(&t->lock);
-		return 0;
-	}
-	pthread_mutex_unlock(&t->lock);
-
-	struct wiv_object_index *index = NULL;
-	int err = load_index(t, obj, &index);
-	pthread_mutex_lock(&t->lock);
-	if (!err && obj->index) {
-		/* Another build kept one meanwhile: the same events. */
-		wiv_object_index_free(index);
-	} else if (!err) {
-		obj->index = index;
-		index_push_front(t, obj);
-		t->index_events += index->n_events;
-	}
-	if (!err)
-		obj->index_users++;
-	pthread_mutex_unlock(&t->lock);
-	return err;
+	return load_index(t, obj, NULL);
 }
 
 struct load_batch {
@@ -325,6 +322,65 @@ static void release_indexes(struct wiv_tree *t, struct object **objs,
 			release_index(t, objs[i]);
 	free(acquired);
 	free(objs);
+}
+
+/* ---- read-ahead ---- */
+
+/* Run by a read-ahead thread: brings an object into the cache, and its
+ * index into the kept ones, before the walk reaches its days. */
+static void prefetch_object(void *arg, void *item)
+{
+	struct wiv_tree *t = arg;
+	struct object *obj = item;
+	pthread_mutex_lock(&t->lock);
+	obj->prefetch_queued = false;
+	bool wanted = obj->state == OBJ_UNKNOWN && !obj->index;
+	pthread_mutex_unlock(&t->lock);
+	if (!wanted || acquire_index(t, obj))
+		return;
+	pthread_mutex_lock(&t->lock);
+	release_index(t, obj);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Whether day follows prev among the type's key days, nothing between. */
+static bool follows(const struct type_listing *tl, int64_t prev, int64_t day)
+{
+	if (prev == INT64_MIN || prev >= day)
+		return false;
+	for (size_t i = 0; i < tl->ndays; i++)
+		if (tl->days[i] > prev)
+			return tl->days[i] >= day;
+	return true;
+}
+
+/* A walk that builds a type's days in order (grep -r, rsync, tar) will
+ * want the next days soon: their objects are queued for download in the
+ * background, so that downloading overlaps reading. A day listed on its
+ * own (not right after the one before it) fetches nothing more. Lock held. */
+static void read_ahead(struct wiv_tree *t, struct org *o,
+		       enum wiv_log_type type, int64_t day)
+{
+	const struct type_listing *tl = &o->types[type];
+	bool walking = follows(tl, o->walked_day[type], day);
+	o->walked_day[type] = day;
+	if (!walking || !t->prefetch)
+		return;
+	/* Objects up to `to` were loaded for this day (get_event_dir). */
+	int64_t w_ms = t->cfg.window_s * 1000;
+	int64_t to = (day + 1) * WIV_MS_PER_DAY + w_ms;
+	int64_t ahead_to =
+	    (day + 1 + (int64_t)t->cfg.readahead_days) * WIV_MS_PER_DAY + w_ms;
+	size_t last = wiv_catalog_first_object(tl, ahead_to + 1);
+	for (size_t i = wiv_catalog_first_object(tl, to + 1); i < last; i++) {
+		struct object *obj = tl->objs[i];
+		if (obj->state != OBJ_UNKNOWN || obj->index ||
+		    obj->prefetch_queued)
+			continue;
+		if (!wiv_prefetch_push(t->prefetch, obj))
+			break;
+		obj->prefetch_queued = true;
+	}
 }
 
 /* ---- event directories ---- */
@@ -608,6 +664,7 @@ static int get_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
 		lru_push_front(t, d);
 		dir_index_add(t, d);
 		t->lru_entries += d->n;
+		read_ahead(t, o, type, day);
 		while (t->lru_entries > t->cfg.max_events &&
 		       t->lru_tail != d)
 			drop_event_dir(t, t->lru_tail);
@@ -1073,6 +1130,17 @@ struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg)
 		free(t);
 		return NULL;
 	}
+	/* The queue holds the objects of a few days of every type; fetching
+	 * them takes a quarter of the connections, at least one. */
+	if (t->cfg.readahead_days && !t->cfg.offline) {
+		unsigned threads = t->cfg.parallel / 4 ? t->cfg.parallel / 4 : 1;
+		t->prefetch = wiv_prefetch_new(threads, 64, prefetch_object, t);
+		if (!t->prefetch) {
+			free(t->dir_buckets);
+			free(t);
+			return NULL;
+		}
+	}
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->changed, NULL);
 	return t;
@@ -1100,6 +1168,7 @@ void wiv_tree_free(struct wiv_tree *t)
 {
 	if (!t)
 		return;
+	wiv_prefetch_free(t->prefetch);
 	while (t->lru_head)
 		drop_event_dir(t, t->lru_head);
 	free(t->dir_buckets);

@@ -11,6 +11,7 @@
 
 #include "wivaudit/cache.h"
 #include "wivaudit/keys.h"
+#include "wivaudit/prefetch.h"
 #include "wivaudit/strmap.h"
 #include "wivaudit/tree.h"
 
@@ -28,6 +29,7 @@ struct object {
 	enum object_state state;
 	int error;
 	bool offline_logged;
+	bool prefetch_queued; /* waiting in the read-ahead queue */
 	time_t failed_at;
 	/* Its index, kept while recently used so that neighbouring days'
 	 * directories do not read it again; users counts builds using it. */
@@ -55,6 +57,9 @@ struct org {
 	int64_t *days;        /* union of the types' days */
 	size_t ndays;
 	int64_t newest_ms;    /* newest key timestamp, -1 if none */
+	/* The day of each type's last built directory (INT64_MIN: none), to
+	 * tell a walk through the days from a directory listed on its own. */
+	int64_t walked_day[WIV_TYPE_COUNT];
 };
 
 /* Everything an event file needs, so that a built directory does not pin
@@ -106,6 +111,7 @@ struct wiv_tree {
 	/* Indexes kept in memory, most recent first, bounded by events. */
 	struct object *index_head, *index_tail;
 	size_t index_events;
+	struct wiv_prefetch *prefetch; /* NULL: no read-ahead */
 
 	struct object *retired; /* replaced by a newer listing */
 	struct org **retired_orgs; /* gone from the bucket */

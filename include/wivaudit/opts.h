@@ -24,6 +24,7 @@ struct wiv_options {
 	int64_t window;
 	enum wiv_layout layout;
 	unsigned parallel;
+	unsigned readahead; /* days */
 	unsigned retries;
 	unsigned timeout;
 	uid_t uid;

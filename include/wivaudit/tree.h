@@ -25,6 +25,8 @@ struct wiv_tree_config {
 	int64_t window_s;
 	unsigned list_ttl_s;
 	unsigned parallel;         /* concurrent object downloads */
+	unsigned readahead_days;   /* days a directory walk fetches ahead
+				      (0: none) */
 	const char *cache_dir;     /* where listings are kept across mounts */
 	bool offline;              /* never contact the source */
 	size_t max_events;         /* events of built directories kept (0:

@@ -73,6 +73,86 @@ def test_day_reads_only_its_window(s3, bucket, mounter):
     assert on_day <= set(keys)
 
 
+def day_of(rel):
+    """The UTC day number of an org/yyyy/mm/dd/type directory."""
+    _org, y, mo, d, _typ = rel.split(b"/")
+    return (refmodel.datetime.date(int(y), int(mo), int(d)) -
+            refmodel.datetime.date(1970, 1, 1)).days
+
+
+def walked_pair(model):
+    """Two day directories of one org and type where the second follows the
+    first among that type's key days: what a walk lists in turn."""
+    def org_type_day(p):
+        parts = p.split(b"/")
+        return parts[0], parts[4], day_of(p)
+    typedirs = sorted((p for p in model.dirs if p.count(b"/") == 4),
+                      key=org_type_day)
+    for a, b in zip(typedirs, typedirs[1:]):
+        org, typ, _ = org_type_day(a)
+        if org_type_day(b)[:2] != (org, typ):
+            continue
+        key_days = {ms // DAY_MS for _k, o, t, ms in model.objects
+                    if o.encode() == org and t.encode() == typ}
+        d0, d1 = day_of(a), day_of(b)
+        later = [d for d in key_days if d > d1 + 3]
+        if d0 in key_days and d1 == min(d for d in key_days if d > d0) \
+                and later:
+            return a, b, org, typ
+    pytest.fail("the corpus has no two walked days with later objects")
+
+
+def fetched_keys(s3, mark):
+    return {"/".join(u.split("?")[0].split("/")[2:])
+            for u in s3.object_gets(mark)}
+
+
+@pytest.mark.parametrize("readahead", [2, 0])
+def test_walk_reads_ahead(s3, bucket, mounter, readahead):
+    """Listing a day right after the one before it (a walk) also fetches,
+    in the background, the objects of the next `readahead` days of that org
+    and type; a day listed on its own, or readahead=0, fetches only its
+    window. The next day's listing then needs no download."""
+    _mirror, model = bucket
+    first, second, org, typ = walked_pair(model)
+    d1 = day_of(second)
+    w_ms = 86400 * 1000  # the default window
+
+    def keys(lo_ms, hi_ms):  # this org and type's keys in [lo, hi]
+        return {k for k, o, t, ms in model.objects
+                if o.encode() == org and t.encode() == typ and
+                lo_ms <= ms <= hi_ms}
+
+    m = mounter.mount("s3://" + BUCKET, opts=["readahead=%d" % readahead])
+    mark = s3.mark()
+    listdir(os.path.join(m.path, os.fsdecode(first)))
+    own = keys(day_of(first) * DAY_MS - w_ms, (day_of(first) + 1) * DAY_MS + w_ms)
+    assert fetched_keys(s3, mark) <= own, "a day alone read ahead"
+
+    listdir(os.path.join(m.path, os.fsdecode(second)))
+    horizon = (d1 + 1 + readahead) * DAY_MS + w_ms
+    ahead = keys((d1 + 1) * DAY_MS + w_ms + 1, horizon)
+    windows = own | keys(d1 * DAY_MS - w_ms, (d1 + 1) * DAY_MS + w_ms)
+    deadline = time.monotonic() + 20
+    while not ahead <= fetched_keys(s3, mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # anything queued beyond the horizon would show by now
+    got = fetched_keys(s3, mark)
+    assert ahead <= got, "not read ahead: %s" % sorted(ahead - got)
+    assert got <= windows | ahead, "read beyond %d days: %s" % (
+        readahead, sorted(got - windows - ahead))
+    if readahead:
+        assert ahead, "nothing to read ahead in this corpus"
+        # The next day's objects are all in the cache already.
+        third = [p for p in sorted(model.dirs) if p.count(b"/") == 4 and
+                 p.startswith(org + b"/") and p.endswith(b"/" + typ) and
+                 day_of(p) == d1 + 1]
+        if third:
+            mark = s3.mark()
+            listdir(os.path.join(m.path, os.fsdecode(third[0])))
+            assert s3.object_gets(mark) == []
+
+
 def test_remount_serves_from_cache(s3, bucket, mounter):
     """A second mount with the same cache dir: zero object GETs, the same
     tree, the same inode numbers."""

@@ -54,7 +54,7 @@ def test_unknown_option_is_one_clear_line(s3, bucket, mounter):
 
 
 @pytest.mark.parametrize("opt", ["window=abc", "format=fancy",
-                                 "cache_size=12Q", "parallel=0",
+                                 "cache_size=12Q", "parallel=0", "readahead=400",
                                  "umask=0999"])
 def test_bad_option_values(s3, bucket, mounter, opt):
     rc, err = mounter.mount_fails("s3://" + bucket, opts=[opt])
