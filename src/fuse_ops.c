@@ -11,12 +11,17 @@
  * re-reading on every walk); when the tree's listing of an org changes, the
  * kernel is told to drop what it keeps of that org's directories.
  *
+ * A walk that reads what it lists (grep -r, tar) gets most event files
+ * written into the kernel's page cache as soon as it has listed their
+ * directory, sparing it a READ round trip per file (see push_texts).
+ *
  * Everything is read-only: the mount is made with -o ro, so the kernel
  * answers EROFS to every write, create, rename or chmod before it reaches
  * us. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +39,9 @@
 #define EVENT_TIMEOUT_S 3600.0
 /* Longest path in the tree: org (255) + date + type + name (~220). */
 #define PATH_MAX_LEN 1024
+/* At most this much text is pushed into the page cache per directory: a
+ * huge directory is read the ordinary way past it. */
+#define PUSH_MAX_BYTES (8u << 20)
 
 struct node {
 	uint64_t ino;
@@ -57,6 +65,10 @@ struct wiv_fuse {
 	struct fuse_session *se;
 	bool no_open;
 	bool no_opendir;
+	/* READs of event files so far, and their number when the kernel last
+	 * finished listing a day/type directory. */
+	atomic_uint_fast64_t event_reads;
+	atomic_uint_fast64_t event_reads_at_listed;
 
 	pthread_mutex_t nodes_lock;
 	struct node **buckets;
@@ -508,6 +520,40 @@ static uint64_t parent_ino(const char *path)
 	return wiv_tree_path_ino(parent);
 }
 
+static int store_text(void *arg, uint64_t ino, const char *text, size_t len)
+{
+	struct wiv_fuse *f = arg;
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(len);
+	buf.buf[0].mem = (void *)text;
+	int rc = fuse_lowlevel_notify_store(f->se, ino, 0, &buf, 0);
+	/* ENOENT: the kernel let go of that file already; anything else
+	 * (a kernel without notify_store) will not get better. */
+	return rc != 0 && rc != -ENOENT;
+}
+
+/* Called when the kernel asks past the last entry of the day/type directory
+ * at path: it has taken every entry from the replies before, so each file
+ * has an inode its text can be stored under. That is worth it only for a
+ * walker that goes on to read the files: READs reaching us since the last
+ * directory was listed say so, and the first file of each directory is
+ * left out so that such a walker keeps saying so. A walk that only lists
+ * (find, ls -R) pushes nothing after its first directory. */
+static void push_texts(struct wiv_fuse *f, const char *path)
+{
+	uint64_t reads = atomic_load(&f->event_reads);
+	if (atomic_exchange(&f->event_reads_at_listed, reads) != reads)
+		wiv_tree_event_texts(f->cfg.tree, path, 1, PUSH_MAX_BYTES,
+				     store_text, f);
+}
+
+static bool is_type_dir(const char *path)
+{
+	int slashes = 0;
+	for (const char *p = path; *p; p++)
+		slashes += *p == '/';
+	return slashes == 5; /* /org/yyyy/mm/dd/type */
+}
+
 static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     bool plus)
 {
@@ -535,6 +581,9 @@ static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (!err && d.err && d.used == 0)
 		err = d.err;
+	if (!err && plus && d.used == 0 && off > FIRST_CHILD_OFFSET &&
+	    is_type_dir(path))
+		push_texts(f, path);
 	if (err)
 		fuse_reply_err(req, err);
 	else
@@ -580,6 +629,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		err = ENOMEM;
 	if (!err)
 		err = wiv_tree_read_path(f->cfg.tree, path, buf, size, off, &n);
+	atomic_fetch_add(&f->event_reads, 1);
 	if (err)
 		fuse_reply_err(req, err);
 	else

@@ -1066,6 +1066,62 @@ int wiv_tree_read_path(struct wiv_tree *t, const char *path, char *buf,
 	return err;
 }
 
+int wiv_tree_event_texts(struct wiv_tree *t, const char *path, size_t start,
+			 size_t max_bytes, wiv_event_text_fn fn, void *arg)
+{
+	struct tree_path tp;
+	struct org *o;
+	struct event_dir *d = NULL;
+	struct file_ref {
+		uint64_t ino;
+		struct event_ref ref;
+	} *files = NULL;
+	size_t n = 0, bytes = 0, longest = 0;
+
+	pthread_mutex_lock(&t->lock);
+	int err = resolve(t, path, &tp, &o);
+	if (!err && tp.depth != D_TYPE)
+		err = ENOTDIR;
+	if (!err && !wiv_catalog_has_day(o->types[tp.type].days,
+					 o->types[tp.type].ndays,
+					 path_day(&tp)))
+		err = ENOENT;
+	if (!err)
+		err = get_event_dir(t, o, path_day(&tp), tp.type, &d);
+	if (!err && d->n > start) {
+		files = malloc((d->n - start) * sizeof(*files));
+		if (!files)
+			err = ENOMEM;
+	}
+	for (size_t i = start; !err && i < d->n; i++) {
+		const struct entry *e = &d->entries[i];
+		if (bytes + e->length > max_bytes)
+			break;
+		bytes += e->length;
+		longest = e->length > longest ? e->length : longest;
+		files[n].ino = e->ino;
+		files[n].ref.obj = e->obj;
+		files[n].ref.event.offset = e->offset;
+		files[n].ref.event.length = e->length;
+		files[n].ref.event.crc = e->crc;
+		n++;
+	}
+	pthread_mutex_unlock(&t->lock);
+
+	char *text = n ? malloc(longest ? longest : 1) : NULL;
+	if (n && !text)
+		err = ENOMEM;
+	for (size_t i = 0; i < n && !err; i++) {
+		err = read_event_text(t, &files[i].ref, text);
+		if (!err && fn(arg, files[i].ino, text,
+			       files[i].ref.event.length))
+			break;
+	}
+	free(text);
+	free(files);
+	return err;
+}
+
 static int put_value(const char *value, size_t vlen, char *buf, size_t size,
 		     size_t *len)
 {

@@ -91,6 +91,17 @@ int wiv_tree_readdir(struct wiv_tree *t, const char *path, off_t start,
 int wiv_tree_read_path(struct wiv_tree *t, const char *path, char *buf,
 		       size_t size, off_t off, size_t *nread);
 
+/* Called with the text of one event file of a directory; non-zero stops
+ * the walk. */
+typedef int (*wiv_event_text_fn)(void *arg, uint64_t ino, const char *text,
+				 size_t len);
+
+/* Hands the texts of the event files of the day/type directory at path to
+ * fn, in listing order from the file at offset start, until max_bytes of
+ * text would be passed. ENOTDIR if path is not a day/type directory. */
+int wiv_tree_event_texts(struct wiv_tree *t, const char *path, size_t start,
+			 size_t max_bytes, wiv_event_text_fn fn, void *arg);
+
 /* Extended attributes of event files: user.wivaudit.key, .etag and
  * .event_type. With name NULL, lists the names ("\0"-separated). Writes at
  * most size bytes to buf (size 0: only *len is set); ERANGE if too small,

@@ -1,7 +1,9 @@
 """Laziness and the on-disk cache, counted in requests at the S3 server."""
 
+import ctypes
 import gzip
 import json
+import mmap
 import os
 import pickle
 import shutil
@@ -151,6 +153,66 @@ def test_walk_reads_ahead(s3, bucket, mounter, readahead):
             mark = s3.mark()
             listdir(os.path.join(m.path, os.fsdecode(third[0])))
             assert s3.object_gets(mark) == []
+
+
+def resident(path):
+    """Whether every page of the file is in the kernel's page cache, asked
+    with mincore(2) on a mapping that is never touched (no READ is sent)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t,
+                             ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), \
+            os.strerror(ctypes.get_errno())
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = ctypes.create_string_buffer(pages)
+        rc = libc.mincore(ctypes.c_void_p(addr), size, vec)
+        libc.munmap(ctypes.c_void_p(addr), size)
+        assert rc == 0, os.strerror(ctypes.get_errno())
+        return all(b & 1 for b in vec.raw)
+    finally:
+        os.close(fd)
+
+
+def test_reading_walk_gets_files_in_page_cache(s3, bucket, mounter):
+    """Once a walker has read a file, the next day/type directory it lists
+    has its files (all but the first) written into the kernel's page cache
+    while listing, with the right bytes; a directory listed with no read
+    since the one before gets nothing pushed."""
+    _mirror, model = bucket
+    typedirs = [p for p in sorted(model.dirs) if p.count(b"/") == 4 and
+                len(model.listdir(p)) >= 3]
+    a, b, c = typedirs[0], typedirs[len(typedirs) // 2], typedirs[-1]
+    m = mounter.mount("s3://" + BUCKET)
+
+    def names(rel):
+        return [n.encode() for n in
+                os.listdir(os.path.join(m.path, os.fsdecode(rel)))]
+
+    def path(rel, name):
+        return os.path.join(m.path, os.fsdecode(rel), os.fsdecode(name))
+
+    first_a = names(a)[0]
+    with open(path(a, first_a), "rb") as f:
+        f.read()
+    listed_b = names(b)
+    assert sorted(listed_b) == sorted(model.listdir(b))
+    assert not resident(path(b, listed_b[0])), "the probe file was pushed"
+    for n in listed_b[1:]:
+        assert resident(path(b, n)), "%s is not in the page cache" % n
+        with open(path(b, n), "rb") as f:
+            assert f.read() == model.files[b + b"/" + n].content
+
+    listed_c = names(c)
+    assert not any(resident(path(c, n)) for n in listed_c), \
+        "pushed to a walk that does not read"
 
 
 def test_remount_serves_from_cache(s3, bucket, mounter):
