@@ -44,7 +44,7 @@
 
 #define MAGIC "WIVCACHE"
 /* Entries of another version are refetched, never converted. */
-#define FORMAT_VERSION 2
+#define FORMAT_VERSION 3
 
 #define H_MAGIC 0
 #define H_VERSION 8

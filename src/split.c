@@ -1,8 +1,9 @@
 /* Streaming splitter. Two layers: the input layer sniffs gzip or plain text
  * and inflates (gzip members one after another, as gunzip does); the array
  * layer finds each element's raw bytes with a resumable scanner, so only the
- * element in progress is ever buffered, then validates it with jansson and
- * lays it out from the raw bytes. */
+ * element in progress is ever buffered, then validates it and takes its
+ * canonical form in one pass (json_canon.c) and lays it out from the raw
+ * bytes. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -10,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 #include <openssl/evp.h>
 #include <zlib.h>
 
+#include "wivaudit/json_canon.h"
 #include "wivaudit/json_layout.h"
 #include "wivaudit/log.h"
 #include "wivaudit/split.h"
@@ -69,8 +70,10 @@ struct wiv_splitter {
 	size_t skipped;
 
 	struct wiv_jbuf text;
-	struct wiv_jbuf rewritten;
-	struct wiv_jbuf canon;
+	struct wiv_json_canon canon;
+	struct wiv_jbuf id;         /* decoded string id of the event */
+	struct wiv_jbuf event_type; /* decoded event_type */
+	struct wiv_jbuf number;     /* created_at's text, NUL-terminated */
 	EVP_MD_CTX *md;
 	unsigned char zout[ZOUT_SIZE];
 };
@@ -105,22 +108,20 @@ static const char *show_byte(char c, char buf[16])
 	return buf;
 }
 
-static const char *type_name(const json_t *v)
+static const char *type_name(enum wiv_json_type type)
 {
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
+	switch (type) {
+	case WIV_JSON_OBJECT:
 		return "an object";
-	case JSON_ARRAY:
+	case WIV_JSON_ARRAY:
 		return "an array";
-	case JSON_STRING:
+	case WIV_JSON_STRING:
 		return "a string";
-	case JSON_INTEGER:
-	case JSON_REAL:
+	case WIV_JSON_NUMBER:
 		return "a number";
-	case JSON_TRUE:
-	case JSON_FALSE:
+	case WIV_JSON_BOOLEAN:
 		return "a boolean";
-	case JSON_NULL:
+	case WIV_JSON_NULL:
 		break;
 	}
 	return "null";
@@ -154,8 +155,10 @@ void wiv_splitter_free(struct wiv_splitter *s)
 		inflateEnd(&s->zs);
 	wiv_jbuf_free(&s->elem);
 	wiv_jbuf_free(&s->text);
-	wiv_jbuf_free(&s->rewritten);
-	wiv_jbuf_free(&s->canon);
+	wiv_json_canon_free(&s->canon);
+	wiv_jbuf_free(&s->id);
+	wiv_jbuf_free(&s->event_type);
+	wiv_jbuf_free(&s->number);
 	EVP_MD_CTX_free(s->md);
 	free(s->key);
 	free(s);
@@ -168,143 +171,75 @@ size_t wiv_splitter_skipped(const struct wiv_splitter *s)
 
 /* ---- one element ---- */
 
-/* jansson dumps in many small pieces: collecting them and hashing once is
- * cheaper than a digest update per piece. */
-static int dump_chunk(const char *buffer, size_t size, void *data)
+/* The event's id: a non-empty string (decoded) or a number (its text). */
+static int set_id(struct wiv_splitter *s, struct wiv_event *ev)
 {
-	return wiv_jbuf_append(data, buffer, size) ? -1 : 0;
-}
-
-/* jansson refuses numbers that do not fit an int64 or a double. Such an
- * event is parsed again from a copy where each of those numbers becomes a
- * string holding its text behind a NUL tag (no delivered string starts like
- * that in practice), so that the canonical form stays deterministic and two
- * events differing only in a huge number keep different digests. */
-static int rewrite_big_numbers(struct wiv_splitter *s, const char *raw,
-			       size_t len)
-{
-	static const char tag[] = "\"\\u0000num:";
-	const char *p = raw, *end = raw + len;
-	struct wiv_jbuf *b = &s->rewritten;
-	b->len = 0;
-	while (p < end) {
-		const char *q = p;
-		while (q < end && *q != '"' && *q != '-' &&
-		       !(*q >= '0' && *q <= '9'))
-			q++;
-		if (wiv_jbuf_append(b, p, (size_t)(q - p)))
-			return ENOMEM;
-		if (q == end)
-			break;
-		p = q;
-		q = wiv_json_value_end(p, end);
-		if (!q)
-			q = end;
-		json_error_t e;
-		json_t *n = NULL;
-		bool big = false;
-		if (*p != '"') {
-			n = json_loadb(p, (size_t)(q - p), JSON_DECODE_ANY, &e);
-			big = !n && json_error_code(&e) ==
-					json_error_numeric_overflow;
-			json_decref(n);
+	const char *raw;
+	size_t len;
+	if (!wiv_json_canon_member(&s->canon, "id", &raw, &len))
+		return 0;
+	if (*raw == '-' || (*raw >= '0' && *raw <= '9')) {
+		ev->id_kind = WIV_ID_NUMBER;
+		ev->id = raw;
+		ev->id_len = len;
+	} else if (*raw == '"') {
+		int rc = wiv_json_decode_string(raw, len, &s->id);
+		if (rc)
+			return rc;
+		if (s->id.len > 0) {
+			ev->id_kind = WIV_ID_STRING;
+			ev->id = s->id.data;
+			ev->id_len = s->id.len;
 		}
-		if (big && (wiv_jbuf_append(b, tag, sizeof(tag) - 1) ||
-			    wiv_jbuf_append(b, p, (size_t)(q - p)) ||
-			    wiv_jbuf_append(b, "\"", 1)))
-			return ENOMEM;
-		if (!big && wiv_jbuf_append(b, p, (size_t)(q - p)))
-			return ENOMEM;
-		p = q;
 	}
 	return 0;
 }
 
-static bool is_big_number_tag(const json_t *v)
+/* created_at when it is a number that fits: an integer of 64 bits, or a
+ * real a double holds. */
+static int set_created_at(struct wiv_splitter *s, struct wiv_event *ev)
 {
-	return json_is_string(v) && json_string_length(v) > 5 &&
-	       memcmp(json_string_value(v), "\0num:", 5) == 0;
-}
-
-/* Does the raw key token (with its quotes) decode to name? */
-static bool key_is(const char *k, size_t len, const char *name)
-{
-	size_t n = strlen(name);
-	if (len == n + 2 && memcmp(k + 1, name, n) == 0)
-		return true;
-	if (!memchr(k, '\\', len))
-		return false;
-	json_t *v = json_loadb(k, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-	bool eq = json_is_string(v) && json_string_length(v) == n &&
-		  memcmp(json_string_value(v), name, n) == 0;
-	json_decref(v);
-	return eq;
-}
-
-/* Finds the raw text of the top-level member name of an object; the last
- * one wins, as in jansson. */
-static bool raw_member(const char *raw, size_t len, const char *name,
-		       const char **val, size_t *val_len)
-{
-	const char *end = raw + len;
-	const char *p = wiv_json_skip_ws(raw, end);
-	bool found = false;
-	if (p == end || *p != '{')
-		return false;
-	for (p++;;) {
-		const char *k = wiv_json_skip_ws(p, end);
-		if (k == end || *k != '"')
-			return found;
-		const char *k_end = wiv_json_value_end(k, end);
-		if (!k_end)
-			return found;
-		p = wiv_json_skip_ws(k_end, end);
-		if (p == end || *p != ':')
-			return found;
-		const char *v = wiv_json_skip_ws(p + 1, end);
-		const char *v_end = wiv_json_value_end(v, end);
-		if (!v_end)
-			return found;
-		if (key_is(k, (size_t)(k_end - k), name)) {
-			*val = v;
-			*val_len = (size_t)(v_end - v);
-			found = true;
-		}
-		p = wiv_json_skip_ws(v_end, end);
-		if (p == end || *p != ',')
-			return found;
-		p++;
+	const char *raw;
+	size_t len;
+	if (!wiv_json_canon_member(&s->canon, "created_at", &raw, &len) ||
+	    !(*raw == '-' || (*raw >= '0' && *raw <= '9')))
+		return 0;
+	s->number.len = 0;
+	if (wiv_jbuf_append(&s->number, raw, len) ||
+	    wiv_jbuf_append(&s->number, "", 1))
+		return ENOMEM;
+	bool integer = !memchr(raw, '.', len) && !memchr(raw, 'e', len) &&
+		       !memchr(raw, 'E', len);
+	errno = 0;
+	double v = integer ? (double)strtoll(s->number.data, NULL, 10)
+			   : strtod(s->number.data, NULL);
+	if (errno != ERANGE || (!integer && v <= 1 && v >= -1)) {
+		ev->has_created_at = true;
+		ev->created_at = v;
 	}
+	return 0;
 }
 
-static void set_id(struct wiv_event *ev, json_t *id, bool rewritten,
-		   const char *raw, size_t len)
+/* event_type when it is a string (up to a NUL it may hold). */
+static int set_event_type(struct wiv_splitter *s, struct wiv_event *ev)
 {
-	const char *text;
-	size_t text_len;
-	if ((json_is_number(id) || (rewritten && is_big_number_tag(id))) &&
-	    raw_member(raw, len, "id", &text, &text_len) && *text != '"') {
-		ev->id_kind = WIV_ID_NUMBER;
-		ev->id = text;
-		ev->id_len = text_len;
-	} else if (json_is_string(id) && json_string_length(id) > 0) {
-		ev->id_kind = WIV_ID_STRING;
-		ev->id = json_string_value(id);
-		ev->id_len = json_string_length(id);
-	}
+	const char *raw;
+	size_t len;
+	if (!wiv_json_canon_member(&s->canon, "event_type", &raw, &len) ||
+	    *raw != '"')
+		return 0;
+	int rc = wiv_json_decode_string(raw, len, &s->event_type);
+	if (!rc)
+		ev->event_type = s->event_type.data;
+	return rc;
 }
 
-static int digest(struct wiv_splitter *s, const json_t *root,
-		  uint8_t out[WIV_DIGEST_LEN])
+static int digest(struct wiv_splitter *s, uint8_t out[WIV_DIGEST_LEN])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int md_len;
-	s->canon.len = 0;
-	if (json_dump_callback(root, dump_chunk, &s->canon,
-			       JSON_SORT_KEYS | JSON_COMPACT |
-				   JSON_ENCODE_ANY) != 0 ||
-	    !EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) ||
-	    !EVP_DigestUpdate(s->md, s->canon.data, s->canon.len) ||
+	if (!EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(s->md, s->canon.out.data, s->canon.out.len) ||
 	    !EVP_DigestFinal_ex(s->md, md, &md_len))
 		return ENOMEM;
 	memcpy(out, md, WIV_DIGEST_LEN);
@@ -313,56 +248,33 @@ static int digest(struct wiv_splitter *s, const json_t *root,
 
 static int element(struct wiv_splitter *s, const char *raw, size_t len)
 {
-	const size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
 	size_t pos = s->position++;
-	bool rewritten = false;
-	json_error_t e;
-	int rc;
-
-	json_t *root = json_loadb(raw, len, flags, &e);
-	if (!root && json_error_code(&e) == json_error_numeric_overflow) {
-		if (rewrite_big_numbers(s, raw, len))
-			return no_memory(s);
-		root =
-		    json_loadb(s->rewritten.data, s->rewritten.len, flags, &e);
-		rewritten = true;
-	}
-	if (!root) {
-		if (json_error_code(&e) == json_error_out_of_memory)
-			return no_memory(s);
-		return bad(s, "invalid JSON in element %zu: %s", pos, e.text);
-	}
-	if (!json_is_object(root)) {
+	enum wiv_json_type type;
+	int rc = wiv_json_canon(&s->canon, raw, len, &type);
+	if (rc == ENOMEM)
+		return no_memory(s);
+	if (rc)
+		return bad(s, "invalid JSON in element %zu: %s", pos,
+			   s->canon.error);
+	if (type != WIV_JSON_OBJECT) {
 		wiv_warn("%s: element %zu is %s, not an object; skipped",
-			 s->key, pos, type_name(root));
+			 s->key, pos, type_name(type));
 		s->skipped++;
-		json_decref(root);
 		return 0;
 	}
 
 	struct wiv_event ev = {.position = pos};
 	rc = wiv_json_layout_buf(&s->text, raw, len, s->layout);
-	if (rc == ENOMEM || (!rc && digest(s, root, ev.digest))) {
-		json_decref(root);
+	if (rc == ENOMEM ||
+	    (!rc && (digest(s, ev.digest) || set_id(s, &ev) ||
+		     set_created_at(s, &ev) || set_event_type(s, &ev))))
 		return no_memory(s);
-	}
-	if (rc) {
-		json_decref(root);
+	if (rc)
 		return bad(s, "cannot lay out element %zu", pos);
-	}
 	ev.text = s->text.data;
 	ev.text_len = s->text.len;
-	set_id(&ev, json_object_get(root, "id"), rewritten, raw, len);
-	json_t *v = json_object_get(root, "created_at");
-	if (json_is_number(v)) {
-		ev.has_created_at = true;
-		ev.created_at = json_number_value(v);
-	}
-	ev.event_type = json_string_value(json_object_get(root, "event_type"));
 
-	rc = s->on_event(s->arg, &ev);
-	json_decref(root);
-	if (rc) {
+	if (s->on_event(s->arg, &ev)) {
 		s->err = ECANCELED;
 		return ECANCELED;
 	}

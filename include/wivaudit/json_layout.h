@@ -1,6 +1,6 @@
 /* JSON text helpers shared by the splitter: layout into a reused buffer and
  * a raw value scanner. They look at structure only (strings and numbers are
- * opaque byte runs); the splitter validates each event with jansson first. */
+ * opaque byte runs); the splitter validates each event first (json_canon.h). */
 #ifndef WIVAUDIT_JSON_LAYOUT_H
 #define WIVAUDIT_JSON_LAYOUT_H
 

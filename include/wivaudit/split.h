@@ -31,8 +31,8 @@ struct wiv_event {
 	bool has_created_at;      /* created_at present and a JSON number */
 	double created_at;        /* epoch seconds */
 	const char *event_type;   /* NUL-terminated, NULL if missing/not a string */
-	/* Truncated SHA-256 of the event's canonical JSON value (keys sorted,
-	 * compact): equal digests mean a re-delivery of the same event. */
+	/* Truncated SHA-256 of the event's canonical form (json_canon.h):
+	 * equal digests mean a re-delivery of the same event. */
 	uint8_t digest[WIV_DIGEST_LEN];
 };
 

@@ -4,14 +4,20 @@
  * The first input byte picks the chunk size and the layout; the rest is the
  * body. Properties checked beyond "no crash": feeding in small chunks gives
  * exactly what feeding at once gives, laying out an event's text again
- * changes nothing, and any value jansson accepts is laid out to text that
- * jansson reads back as the same value. */
+ * changes nothing, any value jansson accepts is laid out to text that
+ * jansson reads back as the same value, and the canonical form accepts what
+ * jansson accepts (numbers it cannot hold aside) and gives the layout of a
+ * value the value's own canonical bytes. */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "wivaudit/json_canon.h"
+#include "wivaudit/json_layout.h"
 #include "wivaudit/split.h"
 
 struct trace {
@@ -88,6 +94,34 @@ static void check_layout(const uint8_t *data, size_t size,
 	free(text);
 }
 
+static void check_canon(const uint8_t *data, size_t size,
+			enum wiv_layout layout)
+{
+	static struct wiv_json_canon c, again;
+	enum wiv_json_type type;
+	json_error_t e;
+	int rc = wiv_json_canon(&c, (const char *)data, size, &type);
+	json_t *v = json_loadb((const char *)data, size,
+			       JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+	/* jansson takes a NUL byte right after a top-level number for the
+	 * end of the text; RFC 8259 (and we) do not. */
+	bool jansson_quirk = v && memchr(data, '\0', size);
+	if (v ? rc != 0 && !jansson_quirk
+	      : json_error_code(&e) != json_error_numeric_overflow &&
+		    rc != EINVAL)
+		abort();
+	json_decref(v);
+	if (rc)
+		return;
+	size_t len;
+	char *text = wiv_json_layout((const char *)data, size, layout, &len);
+	if (!text || wiv_json_canon(&again, text, len, &type) ||
+	    again.out.len != c.out.len ||
+	    memcmp(again.out.data, c.out.data, c.out.len) != 0)
+		abort();
+	free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -106,5 +140,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (whole != chunked || rc_whole != rc_chunked)
 		abort();
 	check_layout(data, size, layout);
+	check_canon(data, size, layout);
 	return 0;
 }
