@@ -42,6 +42,11 @@
 /* At most this much text is pushed into the page cache per directory: a
  * huge directory is read the ordinary way past it. */
 #define PUSH_MAX_BYTES (8u << 20)
+/* Directories pushed at once. A push waits for any READ of the same page
+ * that another walker has in flight, and that READ needs a free thread of
+ * the loop (at most LOOP_MAX_THREADS): pushes must never take them all. */
+#define PUSH_MAX_CONCURRENT 4
+#define LOOP_MAX_THREADS 64
 
 struct node {
 	uint64_t ino;
@@ -69,6 +74,7 @@ struct wiv_fuse {
 	 * finished listing a day/type directory. */
 	atomic_uint_fast64_t event_reads;
 	atomic_uint_fast64_t event_reads_at_listed;
+	atomic_uint pushes; /* under way */
 
 	pthread_mutex_t nodes_lock;
 	struct node **buckets;
@@ -541,9 +547,12 @@ static int store_text(void *arg, uint64_t ino, const char *text, size_t len)
 static void push_texts(struct wiv_fuse *f, const char *path)
 {
 	uint64_t reads = atomic_load(&f->event_reads);
-	if (atomic_exchange(&f->event_reads_at_listed, reads) != reads)
+	if (atomic_exchange(&f->event_reads_at_listed, reads) == reads)
+		return;
+	if (atomic_fetch_add(&f->pushes, 1) < PUSH_MAX_CONCURRENT)
 		wiv_tree_event_texts(f->cfg.tree, path, 1, PUSH_MAX_BYTES,
 				     store_text, f);
+	atomic_fetch_sub(&f->pushes, 1);
 }
 
 static bool is_type_dir(const char *path)
@@ -735,7 +744,7 @@ int wiv_fuse_loop(struct wiv_fuse *f)
 	f->notify_started =
 		pthread_create(&f->notify_thread, NULL, notify_worker, f) == 0;
 	struct fuse_loop_config *loop = fuse_loop_cfg_create();
-	fuse_loop_cfg_set_max_threads(loop, 64);
+	fuse_loop_cfg_set_max_threads(loop, LOOP_MAX_THREADS);
 	int rc = fuse_session_loop_mt(f->se, loop);
 	fuse_loop_cfg_destroy(loop);
 	return rc;
