@@ -1002,6 +1002,14 @@ struct event_ref {
 	struct wiv_cached_event event; /* offset, length and crc only */
 };
 
+static void entry_ref(const struct entry *e, struct event_ref *ref)
+{
+	ref->obj = e->obj;
+	ref->event.offset = e->offset;
+	ref->event.length = e->length;
+	ref->event.crc = e->crc;
+}
+
 static int find_event_ref(struct wiv_tree *t, const char *path,
 			  struct event_ref *ref)
 {
@@ -1014,12 +1022,8 @@ static int find_event_ref(struct wiv_tree *t, const char *path,
 	struct entry *e = NULL;
 	if (!err)
 		err = find_entry(t, &tp, o, &e);
-	if (!err) {
-		ref->obj = e->obj;
-		ref->event.offset = e->offset;
-		ref->event.length = e->length;
-		ref->event.crc = e->crc;
-	}
+	if (!err)
+		entry_ref(e, ref);
 	pthread_mutex_unlock(&t->lock);
 	return err;
 }
@@ -1100,10 +1104,7 @@ int wiv_tree_event_texts(struct wiv_tree *t, const char *path, size_t start,
 		bytes += e->length;
 		longest = e->length > longest ? e->length : longest;
 		files[n].ino = e->ino;
-		files[n].ref.obj = e->obj;
-		files[n].ref.event.offset = e->offset;
-		files[n].ref.event.length = e->length;
-		files[n].ref.event.crc = e->crc;
+		entry_ref(e, &files[n].ref);
 		n++;
 	}
 	pthread_mutex_unlock(&t->lock);
