@@ -348,10 +348,15 @@ static bool follows(const struct type_listing *tl, int64_t prev, int64_t day)
 {
 	if (prev == INT64_MIN || prev >= day)
 		return false;
-	for (size_t i = 0; i < tl->ndays; i++)
-		if (tl->days[i] > prev)
-			return tl->days[i] >= day;
-	return true;
+	size_t lo = 0, hi = tl->ndays; /* the first day after prev */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (tl->days[mid] <= prev)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo == tl->ndays || tl->days[lo] >= day;
 }
 
 /* A walk that builds a type's days in order (grep -r, rsync, tar) will
