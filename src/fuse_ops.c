@@ -32,6 +32,7 @@
 #include <fuse_lowlevel.h>
 
 #include "wivaudit/fuse_ops.h"
+#include "wivaudit/jobs.h"
 #include "wivaudit/log.h"
 
 /* Event files never change once seen: the kernel may trust their names and
@@ -62,7 +63,6 @@ struct notify_request {
 	uint64_t parent;       /* FORGET_ENTRY: the day directory */
 	char name[8];          /* FORGET_ENTRY: the type directory */
 	char *prefix;          /* DROP_LISTINGS: "/" or "/org" */
-	struct notify_request *next;
 };
 
 struct wiv_fuse {
@@ -81,12 +81,10 @@ struct wiv_fuse {
 	size_t nbuckets; /* a power of two */
 	size_t nnodes;
 
-	pthread_mutex_t notify_lock;
-	pthread_cond_t notify_wakeup;
-	struct notify_request *notify_head;
-	bool notify_stop;
-	pthread_t notify_thread;
-	bool notify_started;
+	/* The kernel's invalidations wait on a directory's lock, which a
+	 * request in flight may hold: they run on their own thread, never in
+	 * a request or under a lock. */
+	struct wiv_jobs *notify;
 };
 
 static struct wiv_fuse *fuse_of(fuse_req_t req)
@@ -211,13 +209,16 @@ static int child_path(struct wiv_fuse *f, uint64_t parent, const char *name,
 
 /* ---- telling the kernel what to drop ---- */
 
+static void notify_request_free(struct notify_request *r)
+{
+	free(r->prefix);
+	free(r);
+}
+
 static void queue_notify(struct wiv_fuse *f, struct notify_request *r)
 {
-	pthread_mutex_lock(&f->notify_lock);
-	r->next = f->notify_head;
-	f->notify_head = r;
-	pthread_cond_signal(&f->notify_wakeup);
-	pthread_mutex_unlock(&f->notify_lock);
+	if (!wiv_jobs_push(f->notify, r))
+		notify_request_free(r);
 }
 
 /* Called by the tree, with the tree locked: only queue the request. */
@@ -278,47 +279,28 @@ static uint64_t *dirs_below(struct wiv_fuse *f, const char *prefix, size_t *n)
 	return ids;
 }
 
-static void run_notify(struct wiv_fuse *f, const struct notify_request *r)
+/* Run by the notify thread. */
+static void run_notify(void *arg, void *item)
 {
+	struct wiv_fuse *f = arg;
+	struct notify_request *r = item;
 	if (r->kind == FORGET_ENTRY) {
 		fuse_lowlevel_notify_inval_entry(f->se, r->parent, r->name,
 						 strlen(r->name));
-		return;
+	} else {
+		size_t n;
+		uint64_t *ids = dirs_below(f, r->prefix, &n);
+		/* Offset 0, length 0: attributes and the whole kept listing. */
+		for (size_t i = 0; ids && i < n; i++)
+			fuse_lowlevel_notify_inval_inode(f->se, ids[i], 0, 0);
+		free(ids);
 	}
-	size_t n;
-	uint64_t *ids = dirs_below(f, r->prefix, &n);
-	/* Offset 0, length 0: attributes and the whole kept listing. */
-	for (size_t i = 0; ids && i < n; i++)
-		fuse_lowlevel_notify_inval_inode(f->se, ids[i], 0, 0);
-	free(ids);
+	notify_request_free(r);
 }
 
-static void notify_request_free(struct notify_request *r)
+static void drop_notify(void *arg, void *item)
 {
-	free(r->prefix);
-	free(r);
-}
-
-/* The kernel's invalidation waits on the directory's lock, which a request
- * in flight may hold: so it runs here, never in a request or under a lock. */
-static void *notify_worker(void *arg)
-{
-	struct wiv_fuse *f = arg;
-	pthread_mutex_lock(&f->notify_lock);
-	for (;;) {
-		while (!f->notify_head && !f->notify_stop)
-			pthread_cond_wait(&f->notify_wakeup, &f->notify_lock);
-		if (f->notify_stop)
-			break;
-		struct notify_request *r = f->notify_head;
-		f->notify_head = r->next;
-		pthread_mutex_unlock(&f->notify_lock);
-		run_notify(f, r);
-		notify_request_free(r);
-		pthread_mutex_lock(&f->notify_lock);
-	}
-	pthread_mutex_unlock(&f->notify_lock);
-	return NULL;
+	notify_request_free(item);
 }
 
 /* ---- replies ---- */
@@ -716,9 +698,8 @@ struct wiv_fuse *wiv_fuse_new(const struct wiv_fs *cfg, struct fuse_args *args)
 	f->nbuckets = 1024;
 	f->buckets = calloc(f->nbuckets, sizeof(*f->buckets));
 	pthread_mutex_init(&f->nodes_lock, NULL);
-	pthread_mutex_init(&f->notify_lock, NULL);
-	pthread_cond_init(&f->notify_wakeup, NULL);
-	if (f->buckets)
+	f->notify = wiv_jobs_new(1, 0, run_notify, drop_notify, f);
+	if (f->buckets && f->notify)
 		f->se = fuse_session_new(args, &operations, sizeof(operations),
 					 f);
 	if (!f->se) {
@@ -741,8 +722,6 @@ struct fuse_session *wiv_fuse_session(struct wiv_fuse *f)
 
 int wiv_fuse_loop(struct wiv_fuse *f)
 {
-	f->notify_started =
-		pthread_create(&f->notify_thread, NULL, notify_worker, f) == 0;
 	struct fuse_loop_config *loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(loop, LOOP_MAX_THREADS);
 	int rc = fuse_session_loop_mt(f->se, loop);
@@ -756,18 +735,8 @@ void wiv_fuse_free(struct wiv_fuse *f)
 		return;
 	if (f->cfg.tree)
 		wiv_tree_set_observer(f->cfg.tree, NULL);
-	if (f->notify_started) {
-		pthread_mutex_lock(&f->notify_lock);
-		f->notify_stop = true;
-		pthread_cond_signal(&f->notify_wakeup);
-		pthread_mutex_unlock(&f->notify_lock);
-		pthread_join(f->notify_thread, NULL);
-	}
-	while (f->notify_head) {
-		struct notify_request *r = f->notify_head;
-		f->notify_head = r->next;
-		notify_request_free(r);
-	}
+	/* Before the session: the notify thread uses it. */
+	wiv_jobs_free(f->notify);
 	if (f->se)
 		fuse_session_destroy(f->se);
 	for (size_t i = 0; f->buckets && i < f->nbuckets; i++)
@@ -778,7 +747,5 @@ void wiv_fuse_free(struct wiv_fuse *f)
 		}
 	free(f->buckets);
 	pthread_mutex_destroy(&f->nodes_lock);
-	pthread_mutex_destroy(&f->notify_lock);
-	pthread_cond_destroy(&f->notify_wakeup);
 	free(f);
 }

@@ -382,7 +382,7 @@ static void read_ahead(struct wiv_tree *t, struct org *o,
 		if (obj->state != OBJ_UNKNOWN || obj->index ||
 		    obj->prefetch_queued)
 			continue;
-		if (!wiv_prefetch_push(t->prefetch, obj))
+		if (!wiv_jobs_push(t->prefetch, obj))
 			break;
 		obj->prefetch_queued = true;
 	}
@@ -1196,7 +1196,7 @@ struct wiv_tree *wiv_tree_new(const struct wiv_tree_config *cfg)
 	 * them takes a quarter of the connections, at least one. */
 	if (t->cfg.readahead_days && !t->cfg.offline) {
 		unsigned threads = t->cfg.parallel / 4 ? t->cfg.parallel / 4 : 1;
-		t->prefetch = wiv_prefetch_new(threads, 64, prefetch_object, t);
+		t->prefetch = wiv_jobs_new(threads, 64, prefetch_object, NULL, t);
 		if (!t->prefetch) {
 			free(t->dir_buckets);
 			free(t);
@@ -1230,7 +1230,7 @@ void wiv_tree_free(struct wiv_tree *t)
 {
 	if (!t)
 		return;
-	wiv_prefetch_free(t->prefetch);
+	wiv_jobs_free(t->prefetch);
 	while (t->lru_head)
 		drop_event_dir(t, t->lru_head);
 	free(t->dir_buckets);

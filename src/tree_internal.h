@@ -11,7 +11,7 @@
 
 #include "wivaudit/cache.h"
 #include "wivaudit/keys.h"
-#include "wivaudit/prefetch.h"
+#include "wivaudit/jobs.h"
 #include "wivaudit/strmap.h"
 #include "wivaudit/tree.h"
 
@@ -111,7 +111,7 @@ struct wiv_tree {
 	/* Indexes kept in memory, most recent first, bounded by events. */
 	struct object *index_head, *index_tail;
 	size_t index_events;
-	struct wiv_prefetch *prefetch; /* NULL: no read-ahead */
+	struct wiv_jobs *prefetch; /* NULL: no read-ahead */
 
 	struct object *retired; /* replaced by a newer listing */
 	struct org **retired_orgs; /* gone from the bucket */
