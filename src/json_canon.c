@@ -336,13 +336,18 @@ static int compare_members(const void *a, const void *b)
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
+static size_t nmembers(const struct wiv_json_canon *c)
+{
+	return c->members.len / sizeof(struct canon_member);
+}
+
 /* Rewrites members [first, nmembers) of the object whose members start at
  * off in out, sorted by name, keeping the last of equal names. */
 static bool sort_members(struct reader *r, size_t first, size_t off)
 {
 	struct wiv_json_canon *c = r->c;
-	struct canon_member *m = c->members + first;
-	size_t n = c->nmembers - first;
+	struct canon_member *m = (struct canon_member *)c->members.data + first;
+	size_t n = nmembers(c) - first;
 	bool sorted = true;
 	for (size_t i = 0; i < n; i++) {
 		m[i].name = c->out.data + m[i].off + NAME_HEADER;
@@ -373,39 +378,15 @@ static bool sort_members(struct reader *r, size_t first, size_t off)
 	return true;
 }
 
-static bool add_member(struct reader *r, const struct canon_member *m)
+/* Appends a record to an array kept in a byte buffer (malloc'd, so
+ * aligned for any record). */
+static bool add_record(struct reader *r, struct wiv_jbuf *array,
+		       const void *record, size_t size)
 {
-	struct wiv_json_canon *c = r->c;
-	if (c->nmembers == c->members_cap) {
-		size_t cap = c->members_cap ? c->members_cap * 2 : 64;
-		void *p = realloc(c->members, cap * sizeof(*c->members));
-		if (!p) {
-			r->err = ENOMEM;
-			return false;
-		}
-		c->members = p;
-		c->members_cap = cap;
+	if (wiv_jbuf_append(array, record, size)) {
+		r->err = ENOMEM;
+		return false;
 	}
-	c->members[c->nmembers++] = *m;
-	return true;
-}
-
-static bool add_top(struct reader *r, size_t name_off, size_t name_len,
-		    const char *raw, size_t raw_len)
-{
-	struct wiv_json_canon *c = r->c;
-	if (c->ntop == c->top_cap) {
-		size_t cap = c->top_cap ? c->top_cap * 2 : 16;
-		void *p = realloc(c->top, cap * sizeof(*c->top));
-		if (!p) {
-			r->err = ENOMEM;
-			return false;
-		}
-		c->top = p;
-		c->top_cap = cap;
-	}
-	c->top[c->ntop++] = (struct canon_top){name_off, name_len, raw,
-					       raw_len};
 	return true;
 }
 
@@ -415,7 +396,7 @@ static const char *object(struct reader *r, const char *p, int depth,
 	struct wiv_json_canon *c = r->c;
 	if (!put(r, "{", 1))
 		return NULL;
-	size_t off = c->out.len, first = c->nmembers;
+	size_t off = c->out.len, first = nmembers(c);
 	p = skip_ws(p + 1, r->end);
 	if (p < r->end && *p == '}')
 		return put(r, "}", 1) ? p + 1 : NULL;
@@ -442,9 +423,9 @@ static const char *object(struct reader *r, const char *p, int depth,
 		if (!p)
 			return NULL;
 		m.len = c->out.len - m.off;
-		if (!add_member(r, &m) ||
-		    (top && !add_top(r, name_off, m.name_len, v,
-				     (size_t)(p - v))))
+		struct canon_top t = {name_off, m.name_len, v, (size_t)(p - v)};
+		if (!add_record(r, &c->members, &m, sizeof(m)) ||
+		    (top && !add_record(r, &c->top, &t, sizeof(t))))
 			return NULL;
 		p = skip_ws(p, r->end);
 		if (p < r->end && *p == '}')
@@ -454,7 +435,7 @@ static const char *object(struct reader *r, const char *p, int depth,
 		p = skip_ws(p + 1, r->end);
 	}
 	bool ok = sort_members(r, first, off);
-	c->nmembers = first;
+	c->members.len = first * sizeof(struct canon_member);
 	return ok && put(r, "}", 1) ? p + 1 : NULL;
 }
 
@@ -504,7 +485,7 @@ int wiv_json_canon(struct wiv_json_canon *c, const char *text, size_t len,
 {
 	struct reader r = {.c = c, .start = text, .end = text + len};
 	c->out.len = c->names.len = 0;
-	c->nmembers = c->ntop = 0;
+	c->members.len = c->top.len = 0;
 	c->error[0] = '\0';
 	const char *p = skip_ws(text, r.end);
 	if (p < r.end)
@@ -519,8 +500,9 @@ bool wiv_json_canon_member(const struct wiv_json_canon *c, const char *name,
 			   const char **raw, size_t *raw_len)
 {
 	size_t n = strlen(name);
-	for (size_t i = c->ntop; i-- > 0;) {
-		const struct canon_top *t = &c->top[i];
+	const struct canon_top *top = (const struct canon_top *)c->top.data;
+	for (size_t i = c->top.len / sizeof(*top); i-- > 0;) {
+		const struct canon_top *t = &top[i];
 		if (t->name_len == n &&
 		    memcmp(c->names.data + t->name_off, name, n) == 0) {
 			*raw = t->raw;
@@ -548,9 +530,6 @@ void wiv_json_canon_free(struct wiv_json_canon *c)
 	wiv_jbuf_free(&c->out);
 	wiv_jbuf_free(&c->names);
 	wiv_jbuf_free(&c->tmp);
-	free(c->members);
-	free(c->top);
-	c->members = NULL;
-	c->top = NULL;
-	c->nmembers = c->members_cap = c->ntop = c->top_cap = 0;
+	wiv_jbuf_free(&c->members);
+	wiv_jbuf_free(&c->top);
 }

@@ -35,10 +35,10 @@ struct wiv_json_canon {
 	struct wiv_jbuf out;   /* canonical bytes of the last value */
 	struct wiv_jbuf names; /* decoded names of its top-level members */
 	struct wiv_jbuf tmp;
-	struct canon_member *members; /* of the objects being read */
-	size_t nmembers, members_cap;
-	struct canon_top *top; /* top-level members, in text order */
-	size_t ntop, top_cap;
+	struct wiv_jbuf members; /* canon_member records of the objects
+				    being read */
+	struct wiv_jbuf top;     /* canon_top records: top-level members, in
+				    text order */
 	char error[96];        /* why the last value was refused */
 };
 
