@@ -14,6 +14,7 @@
 #include "wivaudit/cache.h"
 #include "wivaudit/cachedir.h"
 #include "wivaudit/cli.h"
+#include "wivaudit/escape.h"
 #include "wivaudit/mount_stats.h"
 
 #define PROG "wivaudit cache"
@@ -73,7 +74,8 @@ static void print_mount(const struct wiv_mount_stats *m, time_t now)
 		snprintf(ratio, sizeof(ratio), "-");
 	printf("mount %s (pid %ld, %s, up %" PRId64 " s, as of %" PRId64
 	       " s ago):\n",
-	       m->mountpoint, (long)m->pid, m->source, up < 0 ? 0 : up,
+	       wiv_esc(m->mountpoint).s, (long)m->pid, wiv_esc(m->source).s,
+	       up < 0 ? 0 : up,
 	       now - m->updated_at < 0 ? 0 : now - m->updated_at);
 	printf("  hits %" PRIu64 ", misses %" PRIu64 ", hit ratio %s\n",
 	       m->hits, m->misses, ratio);
@@ -92,15 +94,17 @@ static int cmd_stats(const char *dir)
 
 	err = wiv_cache_usage(dir, &u);
 	if (err) {
-		fprintf(stderr, PROG ": %s: %s\n", dir, strerror(err));
+		fprintf(stderr, PROG ": %s: %s\n", wiv_esc(dir).s,
+			strerror(err));
 		return 2;
 	}
 	err = wiv_mount_stats_list(dir, &mounts, &n);
 	if (err) {
-		fprintf(stderr, PROG ": %s/mounts: %s\n", dir, strerror(err));
+		fprintf(stderr, PROG ": %s/mounts: %s\n", wiv_esc(dir).s,
+			strerror(err));
 		return 2;
 	}
-	printf("cache directory: %s\n", dir);
+	printf("cache directory: %s\n", wiv_esc(dir).s);
 	printf("entries: %" PRIu64 " (%s)\n", u.entries,
 	       human(u.entry_bytes, a, sizeof(a)));
 	printf("bad-object verdicts: %" PRIu64 "\n", u.bad_objects);
@@ -139,8 +143,9 @@ static void report_damage(void *arg, const char *path, const char *key,
 {
 	bool *repair = arg;
 
-	printf("%s: %s%s%s%s%s\n", path, why ? why : "damaged",
-	       key ? " (key " : "", key ? key : "", key ? ")" : "",
+	printf("%s: %s%s%s%s%s\n", wiv_esc(path).s,
+	       why ? wiv_esc(why).s : "damaged", key ? " (key " : "",
+	       key ? wiv_esc(key).s : "", key ? ")" : "",
 	       *repair ? ", removed" : "");
 }
 
@@ -150,7 +155,8 @@ static int cmd_verify(const char *dir, bool repair)
 	int err = wiv_cache_verify(dir, repair, report_damage, &repair, &r);
 
 	if (err) {
-		fprintf(stderr, PROG ": %s: %s\n", dir, strerror(err));
+		fprintf(stderr, PROG ": %s: %s\n", wiv_esc(dir).s,
+			strerror(err));
 		return 2;
 	}
 	printf("checked %" PRIu64 " entries (%" PRIu64 " events) and %" PRIu64
@@ -176,11 +182,12 @@ static int cmd_clear(const char *dir)
 		fprintf(stderr,
 			PROG ": %s: the cache stayed locked for %d s; "
 			     "try again\n",
-			dir, CLEAR_WAIT_S);
+			wiv_esc(dir).s, CLEAR_WAIT_S);
 		return 2;
 	}
 	if (err) {
-		fprintf(stderr, PROG ": %s: %s\n", dir, strerror(err));
+		fprintf(stderr, PROG ": %s: %s\n", wiv_esc(dir).s,
+			strerror(err));
 		return 2;
 	}
 	printf("removed %" PRIu64 " entries (%s) and %" PRIu64
@@ -246,7 +253,7 @@ int wiv_cli_cache(int argc, char **argv)
 		return 2;
 	}
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, PROG ": no cache at %s\n", dir);
+		fprintf(stderr, PROG ": no cache at %s\n", wiv_esc(dir).s);
 		free(dir);
 		return 2;
 	}

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "wivaudit/cli.h"
+#include "wivaudit/escape.h"
 #include "wivaudit/keys.h"
 #include "wivaudit/opts.h"
 #include "wivaudit/source.h"
@@ -47,15 +48,18 @@ static void usage(FILE *f)
 static void check(const char *status, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* "ok    what: answer"; status is ok, warn or FAIL. */
+/* "ok    what: answer"; status is ok, warn or FAIL. The answer quotes keys,
+ * org names and event fields from the bucket, so it is escaped whole, like a
+ * log line (escape.h). */
 static void check(const char *status, const char *what, const char *fmt, ...)
 {
+	char answer[WIV_ESC_LINE_SIZE];
 	va_list ap;
-	printf("%-5s %s: ", status, what);
+
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	wiv_escape_vformat(answer, fmt, ap);
 	va_end(ap);
-	putchar('\n');
+	printf("%-5s %s: %s\n", status, what, answer);
 	fflush(stdout);
 }
 

@@ -18,6 +18,7 @@
 
 #include "wivaudit/cli.h"
 #include "wivaudit/creds.h"
+#include "wivaudit/escape.h"
 #include "wivaudit/source_spec.h"
 
 #define PROG "wivaudit setup"
@@ -687,7 +688,7 @@ int wiv_cli_setup(int argc, char **argv)
 	}
 	snprintf(source, sizeof(source), "s3://%.100s", s.bucket);
 	if (wiv_source_spec_resolve(source, prefix, &spec, err, sizeof(err))) {
-		fprintf(stderr, PROG ": %s\n", err);
+		fprintf(stderr, PROG ": %s\n", wiv_esc(err).s);
 		return 2;
 	}
 	s.prefix = spec.prefix;

@@ -4,6 +4,7 @@
 #include <syslog.h>
 #include <pthread.h>
 
+#include "wivaudit/escape.h"
 #include "wivaudit/log.h"
 
 static bool debug_enabled;
@@ -29,10 +30,12 @@ void wiv_log(enum wiv_log_level level, const char *fmt, ...)
 	if (level == WIV_LOG_DEBUG && !debug_enabled)
 		return;
 
-	char line[2048];
+	/* The whole line is escaped, format text included: no argument can
+	 * slip through unescaped, whatever the call site forgot. */
+	char line[WIV_ESC_LINE_SIZE];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	wiv_escape_vformat(line, fmt, ap);
 	va_end(ap);
 
 	if (use_syslog) {

@@ -13,6 +13,7 @@
 #include <fuse_lowlevel.h>
 
 #include "wivaudit/cache.h"
+#include "wivaudit/escape.h"
 #include "wivaudit/fuse_ops.h"
 #include "wivaudit/log.h"
 #include "wivaudit/opts.h"
@@ -24,14 +25,16 @@
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The message may quote the source or a server's answer: escaped whole,
+ * like a log line. */
 static void fail(const char *fmt, ...)
 {
+	char line[WIV_ESC_LINE_SIZE];
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, PROG ": ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	wiv_escape_vformat(line, fmt, ap);
 	va_end(ap);
+	fprintf(stderr, PROG ": %s\n", line);
 }
 
 static void route_fuse_log(enum fuse_log_level level, const char *fmt,

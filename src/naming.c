@@ -1,7 +1,7 @@
-/* Event file names. The id is untrusted: encoding '/', '%', control bytes and
- * a leading '.' means no name can leave its directory, hide as a dotfile or
- * break a terminal, and distinct ids keep distinct names ('%' is encoded
- * too, so the encoding is reversible). */
+/* Event file names. The id is untrusted: encoding '/', '%', control bytes
+ * (C0, DEL and C1) and a leading '.' means no name can leave its directory,
+ * hide as a dotfile or break a terminal, and distinct ids keep distinct names
+ * ('%' is encoded too, so the encoding is reversible). */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,10 +26,18 @@ size_t wiv_event_name(enum wiv_id_kind kind, const char *id, size_t id_len,
 					position);
 
 	size_t n = 0;
+	bool prev_c1 = false;
 	for (size_t i = 0; i < id_len; i++) {
 		unsigned char c = (unsigned char)id[i];
+		/* A C1 control (U+0080-U+009F, UTF-8 C2 80..C2 9F) is
+		 * encoded byte by byte: U+009B is a one-byte CSI on some
+		 * terminals. */
+		bool c1 = c == 0xc2 && i + 1 < id_len &&
+			  (unsigned char)id[i + 1] >= 0x80 &&
+			  (unsigned char)id[i + 1] <= 0x9f;
 		bool encode = c == '/' || c == '%' || c < 0x20 || c == 0x7f ||
-			      (i == 0 && c == '.');
+			      (i == 0 && c == '.') || c1 || prev_c1;
+		prev_c1 = c1;
 		if (n + (encode ? 3 : 1) > WIV_NAME_MAX)
 			goto too_long;
 		if (encode) {

@@ -1,5 +1,12 @@
 /* One log function for the whole daemon: stderr in the foreground, syslog
- * once daemonized. Messages never contain secrets. */
+ * once daemonized. Messages never contain secrets.
+ *
+ * Every line is escaped whole after formatting (escape.h): a control byte,
+ * C1 control, backslash or invalid UTF-8 byte in any argument (a key, an
+ * event field, an ETag, a server's error text) prints as a visible escape,
+ * so a key holding a newline cannot forge a second line and no ESC reaches
+ * the terminal. Pass untrusted text raw with %s; never escape it first (it
+ * would be escaped twice) and never put a newline in a format. */
 #ifndef WIVAUDIT_LOG_H
 #define WIVAUDIT_LOG_H
 
@@ -7,7 +14,8 @@
 
 enum wiv_log_level { WIV_LOG_ERR, WIV_LOG_WARN, WIV_LOG_INFO, WIV_LOG_DEBUG };
 
-/* Logs one line (no trailing newline needed). Thread-safe. */
+/* Logs one line (no trailing newline needed), escaped. Thread-safe. A line
+ * longer than 4 KiB is cut, and the cut marked with WIV_ESC_CUT. */
 void wiv_log(enum wiv_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -89,6 +89,18 @@ static void test_long(void)
 	free(w);
 	free(want);
 	free(id);
+
+	/* A C1 control at the limit: both bytes or the hash, never one. */
+	id = repeat('d', 194, "\xc2\x9b");
+	want = repeat('d', 194, "%C2%9B");
+	check_long(id, want);
+	free(id);
+	free(want);
+	id = repeat('d', 195, "\xc2\x9b");
+	want = repeat('d', 180, "-04daa9550a2ddc6b");
+	check_long(id, want);
+	free(id);
+	free(want);
 }
 
 int main(void)
@@ -109,6 +121,13 @@ int main(void)
 	NAME("tab\there\nnl\r", "tab%09here%0Anl%0D");
 	NAME("caf\xc3\xa9 \xe6\x97\xa5", "caf\xc3\xa9 \xe6\x97\xa5");
 	NAME("~2", "~2");
+	/* C1 controls (UTF-8 C2 80..C2 9F) are encoded as both bytes. */
+	NAME("a\xc2\x9b-b", "a%C2%9B-b");
+	NAME("\xc2\x80\xc2\x9f", "%C2%80%C2%9F");
+	NAME("\xc2\xc2\x9b", "\xc2%C2%9B");
+	NAME("\xc2\x9b\xc2", "%C2%9B\xc2");
+	NAME("nbsp\xc2\xa0\xc2\xbf", "nbsp\xc2\xa0\xc2\xbf");
+	NAME("\x1b]0;pwned\x07", "%1B]0;pwned%07");
 	check_name(WIV_ID_NUMBER, "123456789012345678901234567890", 30,
 		   "123456789012345678901234567890");
 	check_name(WIV_ID_NUMBER, "-1.50", 5, "-1.50");
