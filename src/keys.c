@@ -37,6 +37,11 @@ int wiv_org_name_valid(const char *name, size_t len)
 		unsigned char c = (unsigned char)name[i];
 		if (c == '/' || c < 0x20 || c == 0x7f)
 			return 0;
+		/* A C1 control (UTF-8 C2 80..C2 9F), such as U+009B (CSI). */
+		if (c == 0xc2 && i + 1 < len &&
+		    (unsigned char)name[i + 1] <= 0x9f &&
+		    (unsigned char)name[i + 1] >= 0x80)
+			return 0;
 	}
 	return 1;
 }

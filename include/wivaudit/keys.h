@@ -20,8 +20,8 @@ struct wiv_key {
  * timestamp is outside years 1970-9999. */
 int wiv_key_parse(const char *key, size_t prefix_len, struct wiv_key *out);
 
-/* True if name can be an org directory: non-empty, no '/', no control byte,
- * not starting with '.'. */
+/* True if name can be an org directory: non-empty, no '/', no control byte
+ * (C0, DEL or C1), not starting with '.'. */
 int wiv_org_name_valid(const char *name, size_t len);
 
 /* "org", "user" or "api". */

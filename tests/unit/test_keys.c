@@ -32,6 +32,9 @@ int main(void)
 		   WIV_TYPE_API, 0);
 	check_good("a/org-audit-logs-253402300799999.json.gz", 0, "a",
 		   WIV_TYPE_ORG, 253402300799999LL);
+	/* U+00A0 (C2 A0) is not a control: the org keeps its name. */
+	check_good("caf\xc3\xa9\xc2\xa0/org-audit-logs-1.json.gz", 0,
+		   "caf\xc3\xa9\xc2\xa0", WIV_TYPE_ORG, 1);
 
 	check_bad("acme/org-audit-logs-1769558400000.json", 0);
 	check_bad("acme/org-audit-logs-1769558400000.json.gz.tmp", 0);
@@ -47,6 +50,9 @@ int main(void)
 	check_bad(".hidden/org-audit-logs-1769558400000.json.gz", 0);
 	check_bad("../org-audit-logs-1769558400000.json.gz", 0);
 	check_bad("ac\x01me/org-audit-logs-1769558400000.json.gz", 0);
+	check_bad("ac\x7fme/org-audit-logs-1769558400000.json.gz", 0);
+	check_bad("ac\xc2\x9bme/org-audit-logs-1769558400000.json.gz", 0);
+	check_bad("acme\xc2\x80/org-audit-logs-1769558400000.json.gz", 0);
 	check_bad("acme/", 0);
 
 	CHECK_STR(wiv_type_name(WIV_TYPE_USER), "user");
