@@ -128,6 +128,7 @@ struct wiv_cache {
 
 	/* Since open; atomics, so the lookup path takes no lock for them. */
 	atomic_uint_fast64_t hits, misses, downloads, download_bytes;
+	atomic_uint_fast64_t over_limit;
 	/* Publishing them for `wivaudit cache stats`: pub_mu serializes
 	 * writers of the stats file and guards pub; last_pub_ms picks, without
 	 * the lock, the one caller a second that writes. */
@@ -945,6 +946,7 @@ static void publish(struct wiv_cache *c)
 		c->pub.misses = atomic_load(&c->misses);
 		c->pub.downloads = atomic_load(&c->downloads);
 		c->pub.download_bytes = atomic_load(&c->download_bytes);
+		c->pub.over_limit = atomic_load(&c->over_limit);
 		err = wiv_mount_stats_write(c->dir, &c->pub);
 	}
 	pthread_mutex_unlock(&c->pub_mu);
@@ -976,12 +978,21 @@ void wiv_cache_note_download(struct wiv_cache *c, uint64_t bytes)
 	count(c, &c->downloads, 1);
 }
 
+void wiv_cache_note_over_limit(struct wiv_cache *c)
+{
+	/* Rare and worth seeing at once: published now, unthrottled. */
+	atomic_fetch_add(&c->over_limit, 1);
+	if (atomic_load(&c->publishing))
+		publish(c);
+}
+
 void wiv_cache_counters(struct wiv_cache *c, struct wiv_cache_counters *out)
 {
 	out->hits = atomic_load(&c->hits);
 	out->misses = atomic_load(&c->misses);
 	out->downloads = atomic_load(&c->downloads);
 	out->download_bytes = atomic_load(&c->download_bytes);
+	out->over_limit = atomic_load(&c->over_limit);
 }
 
 int wiv_cache_publish(struct wiv_cache *c, const char *mountpoint,
@@ -1467,6 +1478,17 @@ void wiv_cache_writer_abort(struct wiv_cache_writer *w)
 	free(w->index);
 	free(w->key);
 	free(w);
+}
+
+struct wiv_object_index *wiv_object_index_new_empty(enum wiv_object_status status)
+{
+	struct index_block *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->idx.status = status;
+	b->idx.events = b->events;
+	return &b->idx;
 }
 
 void wiv_object_index_free(struct wiv_object_index *idx)

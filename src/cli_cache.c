@@ -81,6 +81,8 @@ static void print_mount(const struct wiv_mount_stats *m, time_t now)
 	       m->hits, m->misses, ratio);
 	printf("  downloads %" PRIu64 " (%s)\n", m->downloads,
 	       human(m->download_bytes, size, sizeof(size)));
+	printf("  objects skipped over a ceiling %" PRIu64 "\n",
+	       m->over_limit);
 }
 
 static int cmd_stats(const char *dir)

@@ -387,6 +387,8 @@ static int run_checks(const struct wiv_options *o,
 		check("FAIL", "get", "out of memory");
 		goto fail;
 	}
+	wiv_splitter_set_limits(p.sp, (size_t)o->max_object_events,
+				o->max_object_bytes);
 	rc = wiv_source_get(src, newest->key, newest->etag, on_body, &p);
 	if (rc == EACCES) {
 		check("FAIL", "get permission",

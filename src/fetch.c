@@ -35,6 +35,18 @@ static int feed_body(void *arg, const void *data, size_t len)
 	return p->split_error;
 }
 
+/* An object over a ceiling: its events are dropped and nothing is cached,
+ * as a mount with higher ceilings would read it. */
+static int over_limit(const struct wiv_fetch_request *req,
+		      struct wiv_object_index **out)
+{
+	*out = wiv_object_index_new_empty(WIV_OBJECT_OVER_LIMIT);
+	if (!*out)
+		return ENOMEM;
+	wiv_cache_note_over_limit(req->cache);
+	return 0;
+}
+
 /* Downloads, splits and caches the object once. Sets *incomplete when the
  * body was shorter or longer than listed: a connection cut short can still
  * look like a whole reply (no Content-Length, or one matching what was
@@ -57,6 +69,7 @@ static int download(const struct wiv_fetch_request *req,
 		wiv_cache_writer_abort(p.writer);
 		return ENOMEM;
 	}
+	wiv_splitter_set_limits(p.splitter, req->max_events, req->max_bytes);
 
 	rc = wiv_source_get(req->source, req->key, req->etag, feed_body, &p);
 	enum wiv_object_status status = WIV_OBJECT_OK;
@@ -67,11 +80,17 @@ static int download(const struct wiv_fetch_request *req,
 			 (unsigned long long)req->size);
 		rc = EIO;
 	} else if (rc == 0) {
-		if (wiv_splitter_finish(p.splitter) != 0)
-			status = WIV_OBJECT_BAD;
+		int finished = wiv_splitter_finish(p.splitter);
+		if (finished != 0)
+			status = finished == EFBIG ? WIV_OBJECT_OVER_LIMIT
+						   : WIV_OBJECT_BAD;
 	} else if (rc == ECANCELED && p.split_error == EBADMSG) {
 		/* The body itself is bad: remember that, do not retry. */
 		status = WIV_OBJECT_BAD;
+		rc = 0;
+	} else if (rc == ECANCELED && p.split_error == EFBIG) {
+		/* The download stopped at the ceiling. */
+		status = WIV_OBJECT_OVER_LIMIT;
 		rc = 0;
 	} else if (rc == ECANCELED && p.write_error) {
 		rc = p.write_error;
@@ -79,8 +98,10 @@ static int download(const struct wiv_fetch_request *req,
 	}
 	wiv_splitter_free(p.splitter);
 
-	if (rc != 0) {
+	if (rc != 0 || status == WIV_OBJECT_OVER_LIMIT) {
 		wiv_cache_writer_abort(p.writer);
+		if (rc == 0)
+			rc = over_limit(req, out);
 		return rc;
 	}
 	rc = wiv_cache_writer_commit(p.writer, status, out);

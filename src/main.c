@@ -118,8 +118,10 @@ static void log_cache_counters(struct wiv_cache *cache)
 	struct wiv_cache_counters n;
 	wiv_cache_counters(cache, &n);
 	wiv_info("cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
-		 " objects downloaded (%" PRIu64 " bytes)",
-		 n.hits, n.misses, n.downloads, n.download_bytes);
+		 " objects downloaded (%" PRIu64 " bytes), %" PRIu64
+		 " skipped over a ceiling",
+		 n.hits, n.misses, n.downloads, n.download_bytes,
+		 n.over_limit);
 }
 
 static int serve(struct wiv_options *o, struct fuse_args *args,
@@ -225,6 +227,8 @@ int main(int argc, char **argv)
 		.readahead_days = opts.readahead,
 		.cache_dir = opts.cache_dir,
 		.offline = opts.offline,
+		.max_object_events = (size_t)opts.max_object_events,
+		.max_object_bytes = opts.max_object_bytes,
 	};
 	tree = wiv_tree_new(&tcfg);
 	if (!tree) {

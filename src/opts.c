@@ -22,6 +22,8 @@ enum {
 	KEY_GID,
 	KEY_UMASK,
 	KEY_WINDOW,
+	KEY_MAX_OBJECT_EVENTS,
+	KEY_MAX_OBJECT_BYTES,
 	KEY_FOR_FUSE,
 	KEY_DISCARD,
 	KEY_SLOPPY,
@@ -51,6 +53,8 @@ static const struct fuse_opt option_table[] = {
 	FUSE_OPT_KEY("gid=", KEY_GID),
 	FUSE_OPT_KEY("umask=", KEY_UMASK),
 	FUSE_OPT_KEY("window=", KEY_WINDOW),
+	FUSE_OPT_KEY("max_object_events=", KEY_MAX_OBJECT_EVENTS),
+	FUSE_OPT_KEY("max_object_bytes=", KEY_MAX_OBJECT_BYTES),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -227,6 +231,17 @@ static int handle_option(void *data, const char *arg, int key,
 					  "expected seconds, at most a year");
 		o->window = (int64_t)n;
 		return 0;
+	case KEY_MAX_OBJECT_EVENTS:
+		/* The cache index counts events in 32 bits. */
+		if (parse_u32(value, UINT32_MAX, &n) || n == 0)
+			return bad_option(st, arg, "expected a count, > 0");
+		o->max_object_events = n;
+		return 0;
+	case KEY_MAX_OBJECT_BYTES:
+		if (parse_size(value, &o->max_object_bytes) ||
+		    o->max_object_bytes == 0)
+			return bad_option(st, arg, "expected BYTES[KMG], > 0");
+		return 0;
 	case KEY_FOR_FUSE:
 		return 1;
 	case KEY_DISCARD:
@@ -253,6 +268,8 @@ int wiv_opts_parse(int argc, char **argv, struct wiv_options *opts,
 		.readahead = 2,
 		.retries = 5,
 		.timeout = 30,
+		.max_object_events = WIV_DEFAULT_MAX_OBJECT_EVENTS,
+		.max_object_bytes = WIV_DEFAULT_MAX_OBJECT_BYTES,
 		.uid = getuid(),
 		.gid = getgid(),
 	}};
@@ -330,6 +347,10 @@ void wiv_opts_usage(const char *progname)
 	       "                         the background (default: 2; 0: off)\n"
 	       "  -o retries=N           retries per request (default: 5)\n"
 	       "  -o timeout=SECONDS     request stall timeout (default: 30)\n"
+	       "  -o max_object_events=N an object of more events is skipped\n"
+	       "                         (default: 200000)\n"
+	       "  -o max_object_bytes=N[KMGT]  an object that decompresses to\n"
+	       "                         more is skipped (default: 256M)\n"
 	       "  -o uid=N,gid=N         owner of every file (default: yours)\n"
 	       "  -o umask=M             mode bits to clear: files are 0444, dirs\n"
 	       "                         0555 without them (default: 0)\n"

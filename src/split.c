@@ -45,10 +45,14 @@ enum element_kind { E_SCALAR, E_STRING, E_CONTAINER };
 struct wiv_splitter {
 	enum wiv_layout layout;
 	size_t max_event;
+	size_t max_elements; /* 0: no ceiling */
+	uint64_t max_bytes;  /* 0: no ceiling */
+	uint64_t decoded;    /* body bytes after inflating */
 	char *key;
 	wiv_event_fn on_event;
 	void *arg;
-	/* Once set, the outcome is decided: EBADMSG, ECANCELED or ENOMEM. */
+	/* Once set, the outcome is decided: EBADMSG, EFBIG, ECANCELED or
+	 * ENOMEM. */
 	int err;
 
 	enum input in;
@@ -89,6 +93,17 @@ __attribute__((format(printf, 2, 3))) static int bad(struct wiv_splitter *s,
 	wiv_err("%s: %s", s->key, msg);
 	s->err = EBADMSG;
 	return EBADMSG;
+}
+
+/* The object is over one of its ceilings: a verdict like a bad body, told
+ * apart so that the caller can say which limit to raise. */
+static int over_limit(struct wiv_splitter *s, const char *what,
+		      unsigned long long limit, const char *option)
+{
+	wiv_err("%s: more than %llu %s (-o %s=); object skipped", s->key,
+		limit, what, option);
+	s->err = EFBIG;
+	return EFBIG;
 }
 
 static int no_memory(struct wiv_splitter *s)
@@ -162,6 +177,13 @@ void wiv_splitter_free(struct wiv_splitter *s)
 	EVP_MD_CTX_free(s->md);
 	free(s->key);
 	free(s);
+}
+
+void wiv_splitter_set_limits(struct wiv_splitter *s, size_t max_elements,
+			     uint64_t max_bytes)
+{
+	s->max_elements = max_elements;
+	s->max_bytes = max_bytes;
 }
 
 size_t wiv_splitter_skipped(const struct wiv_splitter *s)
@@ -248,6 +270,9 @@ static int digest(struct wiv_splitter *s, uint8_t out[WIV_DIGEST_LEN])
 
 static int element(struct wiv_splitter *s, const char *raw, size_t len)
 {
+	if (s->max_elements && s->position >= s->max_elements)
+		return over_limit(s, "events", s->max_elements,
+				  "max_object_events");
 	size_t pos = s->position++;
 	enum wiv_json_type type;
 	int rc = wiv_json_canon(&s->canon, raw, len, &type);
@@ -404,6 +429,12 @@ static int outside_element(struct wiv_splitter *s, char c)
 static int array_feed(struct wiv_splitter *s, const char *p, size_t n)
 {
 	const char *end = p + n;
+	/* Judged before the bytes, so that a gzip bomb stops at the ceiling
+	 * whatever the chunking. */
+	s->decoded += n;
+	if (s->max_bytes && s->decoded > s->max_bytes)
+		return over_limit(s, "bytes decompressed", s->max_bytes,
+				  "max_object_bytes");
 	while (p < end) {
 		const char *q;
 		if (s->as == A_INSIDE) {

@@ -208,6 +208,7 @@ static int load_index(struct wiv_tree *t, struct object *obj,
 			break;
 		pthread_cond_wait(&t->changed, &t->lock);
 	}
+	bool over_limit = obj->over_limit;
 	obj->state = OBJ_LOADING;
 	pthread_mutex_unlock(&t->lock);
 
@@ -220,9 +221,18 @@ static int load_index(struct wiv_tree *t, struct object *obj,
 		.entry_id = obj->entry_id,
 		.size = obj->size,
 		.cache_only = t->cfg.offline,
+		.max_events = t->cfg.max_object_events,
+		.max_bytes = t->cfg.max_object_bytes,
 	};
 	struct wiv_object_index *index = NULL;
-	int err = wiv_fetch_object(&req, &index);
+	int err;
+	/* Its verdict stands for the mount: logged and counted once. */
+	if (over_limit) {
+		index = wiv_object_index_new_empty(WIV_OBJECT_OVER_LIMIT);
+		err = index ? 0 : ENOMEM;
+	} else {
+		err = wiv_fetch_object(&req, &index);
+	}
 	if (err == ENOENT && t->cfg.offline) {
 		if (!obj->offline_logged)
 			wiv_err("offline: %s was never fetched, so its events "
@@ -234,6 +244,7 @@ static int load_index(struct wiv_tree *t, struct object *obj,
 	pthread_mutex_lock(&t->lock);
 	if (err == 0) {
 		obj->state = OBJ_CACHED;
+		obj->over_limit = index->status == WIV_OBJECT_OVER_LIMIT;
 		if (out) {
 			*out = index;
 		} else {

@@ -29,6 +29,7 @@ struct object {
 	enum object_state state;
 	int error;
 	bool offline_logged;
+	bool over_limit;      /* over a ceiling: skipped, never fetched again */
 	bool prefetch_queued; /* waiting in the read-ahead queue */
 	time_t failed_at;
 	/* Its index, kept while recently used so that neighbouring days'

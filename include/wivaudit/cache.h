@@ -32,6 +32,9 @@ struct wiv_cached_event {
 enum wiv_object_status {
 	WIV_OBJECT_OK,
 	WIV_OBJECT_BAD, /* the body was unusable; remembered so it is logged once */
+	/* Over a ceiling of the mount (max_object_events, max_object_bytes):
+	 * in memory only, never stored, as other ceilings may accept it. */
+	WIV_OBJECT_OVER_LIMIT,
 };
 
 /* The index of one object, as loaded from or written to the cache. */
@@ -84,12 +87,17 @@ int wiv_cache_read_event(struct wiv_cache *c, const char *entry_id,
 			 const char *key_for_log,
 			 const struct wiv_cached_event *ev, char *buf);
 
+/* Returns a new index of no events with that status (caller frees), or
+ * NULL if out of memory. */
+struct wiv_object_index *wiv_object_index_new_empty(enum wiv_object_status status);
+
 /* Frees an index; NULL is a no-op. */
 void wiv_object_index_free(struct wiv_object_index *idx);
 
 /* Counts since the cache was opened. A lookup hits when it returns 0. */
 struct wiv_cache_counters {
 	uint64_t hits, misses, downloads, download_bytes;
+	uint64_t over_limit; /* objects skipped for a ceiling */
 };
 
 /* Copies the counters into *out. */
@@ -97,6 +105,9 @@ void wiv_cache_counters(struct wiv_cache *c, struct wiv_cache_counters *out);
 
 /* Counts one object downloaded and stored, of bytes as downloaded. */
 void wiv_cache_note_download(struct wiv_cache *c, uint64_t bytes);
+
+/* Counts one object skipped for being over a ceiling. */
+void wiv_cache_note_over_limit(struct wiv_cache *c);
 
 /* Publishes the counters of this process (a mount of source on
  * mountpoint) in <dir>/mounts/<pid>.stats: now, then at most once a second

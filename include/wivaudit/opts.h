@@ -27,6 +27,8 @@ struct wiv_options {
 	unsigned readahead; /* days */
 	unsigned retries;
 	unsigned timeout;
+	uint64_t max_object_events; /* ceilings on one object */
+	uint64_t max_object_bytes;
 	uid_t uid;
 	gid_t gid;
 	mode_t umask; /* taken from every file's and directory's mode */

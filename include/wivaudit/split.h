@@ -48,13 +48,27 @@ struct wiv_splitter *wiv_splitter_new(enum wiv_layout layout,
 				      size_t max_event_bytes, const char *key,
 				      wiv_event_fn on_event, void *arg);
 
+/* Ceilings on one object, far above what Wiv writes (a few thousand events,
+ * a few MB): they bound the memory, disk and CPU a hostile object costs. */
+#define WIV_DEFAULT_MAX_OBJECT_EVENTS 200000u
+#define WIV_DEFAULT_MAX_OBJECT_BYTES (256ull << 20)
+
+/* Bounds the object: more than max_elements array elements (objects or
+ * not) or more than max_bytes of decompressed body make it over a ceiling
+ * (EFBIG, logged once with the limit and the key). The decompressed bytes
+ * also bound the inflating a gzip bomb costs. 0: no ceiling (the default). */
+void wiv_splitter_set_limits(struct wiv_splitter *s, size_t max_elements,
+			     uint64_t max_bytes);
+
 /* Feeds the next bytes of the body (compressed or plain, as delivered).
  * Returns 0, EBADMSG if the body is already known to be bad (logged once
- * with the key), or ECANCELED if on_event asked to stop. */
+ * with the key), EFBIG if it is over a ceiling (likewise), or ECANCELED if
+ * on_event asked to stop. */
 int wiv_splitter_feed(struct wiv_splitter *s, const void *data, size_t len);
 
 /* Ends the body. Returns 0 if the whole body was a good array (gzip CRC and
- * length checked, array closed), else EBADMSG (logged once with the key).
+ * length checked, array closed), else EBADMSG or EFBIG (logged once with
+ * the key).
  * A caller must discard events of a body that did not finish with 0. */
 int wiv_splitter_finish(struct wiv_splitter *s);
 

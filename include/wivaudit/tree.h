@@ -31,6 +31,8 @@ struct wiv_tree_config {
 	bool offline;              /* never contact the source */
 	size_t max_events;         /* events of built directories kept (0:
 				      WIV_TREE_DEFAULT_MAX_EVENTS) */
+	size_t max_object_events;  /* ceilings on one object (0: none) */
+	uint64_t max_object_bytes;
 };
 
 /* Told of changes the kernel's caches must follow. Called with the tree

@@ -109,6 +109,10 @@ static size_t count(const char *hay, const char *needle)
 	return n;
 }
 
+/* Ceilings split_opts sets on its splitter (0: none). */
+static size_t limit_elements;
+static uint64_t limit_bytes;
+
 /* Splits body fed in chunks of the given size; returns a new run. */
 static struct run *split_opts(const void *body, size_t len, size_t chunk,
 			      enum wiv_layout layout, size_t max,
@@ -118,6 +122,7 @@ static struct run *split_opts(const void *body, size_t len, size_t chunk,
 	r->stop_after = stop_after;
 	capture_begin();
 	struct wiv_splitter *s = wiv_splitter_new(layout, max, KEY, collect, r);
+	wiv_splitter_set_limits(s, limit_elements, limit_bytes);
 	const char *p = body;
 	size_t left = len;
 	r->rc = 0;
@@ -654,6 +659,55 @@ static void test_size_limit(void)
 	}
 }
 
+static void test_object_limits(void)
+{
+	static const size_t chunks[] = {1, 3, WHOLE};
+	const char *four = "[{\"id\":1},2,{\"id\":3},{\"id\":4}]";
+	size_t gz_len;
+	char *gz_four = gz(four, strlen(four), &gz_len);
+	for (size_t i = 0; i < 3; i++) {
+		/* Elements, objects or not: 4 pass a ceiling of 4, not of 3. */
+		limit_elements = 4;
+		struct run *r = split_opts(four, strlen(four), chunks[i],
+					   WIV_LAYOUT_COMPACT, 1 << 20, 0);
+		CHECK_INT(r->rc, 0);
+		CHECK_INT(r->n, 3);
+		run_free(r);
+		limit_elements = 3;
+		r = split_opts(gz_four, gz_len, chunks[i], WIV_LAYOUT_COMPACT,
+			       1 << 20, 0);
+		CHECK_INT(r->rc, EFBIG);
+		CHECK_INT(r->n, 2);
+		CHECK_INT(count(r->log, KEY ": more than 3 events (-o "
+					"max_object_events=); object skipped"),
+			  1);
+		CHECK_INT(count(r->log, "\n"), 2); /* and the skipped 2 */
+		run_free(r);
+		limit_elements = 0;
+
+		/* Decompressed bytes, whitespace included, whatever the
+		 * chunking: the exact length passes, one byte less not. */
+		limit_bytes = strlen(four);
+		r = split_opts(gz_four, gz_len, chunks[i], WIV_LAYOUT_COMPACT,
+			       1 << 20, 0);
+		CHECK_INT(r->rc, 0);
+		run_free(r);
+		limit_bytes = strlen(four) - 1;
+		r = split_opts(four, strlen(four), chunks[i],
+			       WIV_LAYOUT_COMPACT, 1 << 20, 0);
+		CHECK_INT(r->rc, EFBIG);
+		char want[128];
+		snprintf(want, sizeof(want),
+			 KEY ": more than %zu bytes decompressed (-o "
+			     "max_object_bytes=); object skipped",
+			 strlen(four) - 1);
+		CHECK_INT(count(r->log, want), 1);
+		run_free(r);
+		limit_bytes = 0;
+	}
+	free(gz_four);
+}
+
 /* ---- event fields ---- */
 
 static void check_id(const char *event, enum wiv_id_kind kind, const char *id,
@@ -865,6 +919,7 @@ int main(void)
 	test_plain();
 	test_non_objects();
 	test_size_limit();
+	test_object_limits();
 	test_ids();
 	test_fields();
 	test_digest();
