@@ -20,6 +20,9 @@
 #include "wivaudit/split.h"
 
 #define ZOUT_SIZE 65536
+/* Non-object elements logged one by one; beyond, one summary line, so that
+ * an object cannot flood the log. */
+#define LOGGED_SKIPS 10
 
 static const unsigned char gzip_magic1 = 0x1f;
 
@@ -282,8 +285,10 @@ static int element(struct wiv_splitter *s, const char *raw, size_t len)
 		return bad(s, "invalid JSON in element %zu: %s", pos,
 			   s->canon.error);
 	if (type != WIV_JSON_OBJECT) {
-		wiv_warn("%s: element %zu is %s, not an object; skipped",
-			 s->key, pos, type_name(type));
+		if (s->skipped < LOGGED_SKIPS)
+			wiv_warn("%s: element %zu is %s, not an object; "
+				 "skipped",
+				 s->key, pos, type_name(type));
 		s->skipped++;
 		return 0;
 	}
@@ -654,6 +659,9 @@ int wiv_splitter_finish(struct wiv_splitter *s)
 	if (s->as != A_CLOSED)
 		return bad(s, "truncated JSON array after %zu events",
 			   s->position);
+	if (s->skipped > LOGGED_SKIPS)
+		wiv_warn("%s: %zu elements in all were not objects; skipped",
+			 s->key, s->skipped);
 	if (s->trailer_len)
 		wiv_warn("%s: %llu trailing %s byte%s after the gzip data "
 			 "ignored",

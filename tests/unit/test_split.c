@@ -628,6 +628,18 @@ static void test_non_objects(void)
 	CHECK_INT(count(r->log, "element 5 is a boolean"), 1);
 	CHECK_INT(count(r->log, "element 7 is a number"), 1);
 	run_free(r);
+
+	/* Past ten, one summary line instead of a line each. */
+	r = split_str("[1,2,3,4,5,6,7,8,9,10,11,12,{\"id\":\"c\"}]");
+	CHECK_INT(r->rc, 0);
+	CHECK_INT(r->n, 1);
+	CHECK_INT(r->skipped, 12);
+	CHECK_INT(count(r->log, "not an object; skipped"), 10);
+	CHECK_INT(count(r->log, "element 10 is"), 0);
+	CHECK_INT(count(r->log, KEY ": 12 elements in all were not objects; "
+				    "skipped"),
+		  1);
+	run_free(r);
 }
 
 static void test_size_limit(void)
