@@ -108,7 +108,7 @@ static int walk(const char *dir, file_fn fn, void *arg)
 
 			if (strlen(de->d_name) != 2 || !is_hex(de->d_name, 2))
 				continue;
-			snprintf(sub, sizeof(sub), "objects/%s", de->d_name);
+			snprintf(sub, sizeof(sub), "objects/%.2s", de->d_name);
 			err = walk_dir(dir_fd, sub, true, fn, arg);
 		}
 		if (top)

@@ -415,7 +415,7 @@ static int ask_account(struct setup *s)
 				     "the aws CLI; give --account-id\n");
 		return EIO;
 	}
-	snprintf(s->account, sizeof(s->account), "%s", out);
+	snprintf(s->account, sizeof(s->account), "%.12s", out);
 	return 0;
 }
 

@@ -37,7 +37,9 @@ GEN = os.path.join(SRC, "contrib", "gen-sample.py")
 SERVER_JS = os.path.join(SRC, "tests", "s3", "server.js")
 FSPROBE = os.path.join(HERE, "fsprobe.py")
 ACCESS_KEY = "S3RVER"
-SECRET = "S3RVER"
+# Not the access key id, so that a secret printed anywhere can be told from
+# the key id that may be shown.
+SECRET = "wivTestSecret/2Qk+8Zr"
 REGION = "us-east-1"
 
 SANITIZER_RE = re.compile(

@@ -158,6 +158,27 @@ def test_everything_is_read_only(mnt, tree):
     assert again[path]["content"] == model.files[path].content
 
 
+def test_daemon_refuses_changes_without_the_kernels_ro_flag(s3, mnt,
+                                                            mounter):
+    """Root can lift the kernel's read-only flag (`mount -o remount,rw`,
+    -i: no helper); every change then reaches the daemon, which answers
+    EROFS itself."""
+    if os.geteuid() != 0:
+        pytest.skip("remounting read-write needs root")
+    _m, model = mnt
+    m = mounter.mount("s3://" + BUCKET)
+    run(["mount", "-i", "-o", "remount,rw", m.path])
+    options = run(["findmnt", "-n", "-M", m.path, "-o", "OPTIONS"])
+    assert "rw" in options.stdout.decode().strip().split(","), options.stdout
+    from conftest import probe
+    path = sorted(model.files)[0]
+    full = os.path.join(m.path, os.fsdecode(path))
+    res = probe("mutate", full, os.path.dirname(full))
+    wrong = {k: v for k, v in res.items() if v != "EROFS"}
+    assert not wrong, "expected EROFS from the daemon, got %s" % wrong
+    assert_tree(walk(m.path), model)
+
+
 def test_copy_out_with_cp_and_tar(mnt, tmp_path):
     m, model = mnt
     tool = shutil.which("rsync")

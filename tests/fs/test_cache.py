@@ -82,9 +82,10 @@ def day_of(rel):
             refmodel.datetime.date(1970, 1, 1)).days
 
 
-def walked_pair(model):
-    """Two day directories of one org and type where the second follows the
-    first among that type's key days: what a walk lists in turn."""
+def walked_pair(model, skip=()):
+    """Two day directories of one org and type (not in skip) where the
+    second follows the first among that type's key days: what a walk lists
+    in turn."""
     def org_type_day(p):
         parts = p.split(b"/")
         return parts[0], parts[4], day_of(p)
@@ -92,7 +93,7 @@ def walked_pair(model):
                       key=org_type_day)
     for a, b in zip(typedirs, typedirs[1:]):
         org, typ, _ = org_type_day(a)
-        if org_type_day(b)[:2] != (org, typ):
+        if org_type_day(b)[:2] != (org, typ) or (org, typ) in skip:
             continue
         key_days = {ms // DAY_MS for _k, o, t, ms in model.objects
                     if o.encode() == org and t.encode() == typ}
@@ -107,6 +108,13 @@ def walked_pair(model):
 def fetched_keys(s3, mark):
     return {"/".join(u.split("?")[0].split("/")[2:])
             for u in s3.object_gets(mark)}
+
+
+def wait_fetched(s3, mark, want):
+    """Waits (bounded) until every key of want was fetched after mark."""
+    deadline = time.monotonic() + 20
+    while not want <= fetched_keys(s3, mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("readahead", [2, 0])
@@ -125,7 +133,9 @@ def test_walk_reads_ahead(s3, bucket, mounter, readahead):
                 if o.encode() == org and t.encode() == typ and
                 lo_ms <= ms <= hi_ms}
 
-    m = mounter.mount("s3://" + BUCKET, opts=["readahead=%d" % readahead])
+    # parallel=4: one read-ahead thread, which runs jobs in the order queued.
+    m = mounter.mount("s3://" + BUCKET, opts=["readahead=%d" % readahead,
+                                              "parallel=4"])
     mark = s3.mark()
     listdir(os.path.join(m.path, os.fsdecode(first)))
     own = keys(day_of(first) * DAY_MS - w_ms, (day_of(first) + 1) * DAY_MS + w_ms)
@@ -135,11 +145,23 @@ def test_walk_reads_ahead(s3, bucket, mounter, readahead):
     horizon = (d1 + 1 + readahead) * DAY_MS + w_ms
     ahead = keys((d1 + 1) * DAY_MS + w_ms + 1, horizon)
     windows = own | keys(d1 * DAY_MS - w_ms, (d1 + 1) * DAY_MS + w_ms)
-    deadline = time.monotonic() + 20
-    while not ahead <= fetched_keys(s3, mark) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)  # anything queued beyond the horizon would show by now
-    got = fetched_keys(s3, mark)
+    wait_fetched(s3, mark, ahead)
+    if readahead:
+        # A fence: a walk of another org and type queues its read-ahead
+        # behind anything queued above; once the one thread has fetched it,
+        # whatever was queued before is in the request log. (Without
+        # read-ahead there is no queue: listing fetched everything.)
+        f_first, f_second, f_org, f_typ = walked_pair(model, {(org, typ)})
+        f_day = day_of(f_second)
+        fence = {k for k, o, t, ms in model.objects
+                 if o.encode() == f_org and t.encode() == f_typ and
+                 (f_day + 1) * DAY_MS + w_ms < ms <=
+                 (f_day + 1 + readahead) * DAY_MS + w_ms}
+        assert fence, "nothing to read ahead for the fence"
+        listdir(os.path.join(m.path, os.fsdecode(f_first)))
+        listdir(os.path.join(m.path, os.fsdecode(f_second)))
+        wait_fetched(s3, mark, fence)
+    got = fetched_keys(s3, mark) & keys(0, 2 ** 62)
     assert ahead <= got, "not read ahead: %s" % sorted(ahead - got)
     assert got <= windows | ahead, "read beyond %d days: %s" % (
         readahead, sorted(got - windows - ahead))

@@ -15,7 +15,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import S3Server, assert_tree, walk
+from conftest import SECRET, S3Server, assert_tree, walk
 
 try:
     from botocore.auth import SigV4Auth
@@ -45,7 +45,7 @@ def sts_xml(action):
   <%(a)sResult>
     <Credentials>
       <AccessKeyId>S3RVER</AccessKeyId>
-      <SecretAccessKey>S3RVER</SecretAccessKey>
+      <SecretAccessKey>%(s)s</SecretAccessKey>
       <SessionToken>%(t)s</SessionToken>
       <Expiration>%(e)s</Expiration>
     </Credentials>
@@ -56,7 +56,8 @@ def sts_xml(action):
   </%(a)sResult>
   <ResponseMetadata><RequestId>c0ffee</RequestId></ResponseMetadata>
 </%(a)sResponse>
-""" % {"a": action, "t": TOKEN, "e": expiration(), "ns": STS_NS}).encode()
+""" % {"a": action, "t": TOKEN, "e": expiration(), "ns": STS_NS,
+       "s": SECRET}).encode()
 
 
 def sts_error(code, msg):
@@ -126,7 +127,7 @@ class CredHandler(http.server.BaseHTTPRequestHandler):
             if self.path == base + "wiv-role":
                 return self.reply(200, json.dumps({
                     "Code": "Success", "Type": "AWS-HMAC",
-                    "AccessKeyId": "S3RVER", "SecretAccessKey": "S3RVER",
+                    "AccessKeyId": "S3RVER", "SecretAccessKey": SECRET,
                     "Token": TOKEN, "Expiration": expiration(),
                     "LastUpdated": expiration(-1)}).encode(),
                     "application/json")
@@ -135,7 +136,7 @@ class CredHandler(http.server.BaseHTTPRequestHandler):
             if self.headers.get("Authorization") != ECS_AUTH:
                 return self.reply(401, b"", "text/plain")
             return self.reply(200, json.dumps({
-                "AccessKeyId": "S3RVER", "SecretAccessKey": "S3RVER",
+                "AccessKeyId": "S3RVER", "SecretAccessKey": SECRET,
                 "Token": TOKEN, "Expiration": expiration(),
                 "RoleArn": ROLE}).encode(), "application/json")
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
@@ -227,8 +228,8 @@ def test_shared_credentials_file(s3, small_corpus, mounter, how):
     profile = "default" if how == "default" else "audit"
     write_files(mounter, creds="[other]\naws_access_key_id = nope\n"
                 "aws_secret_access_key = nope\n\n[%s]\n"
-                "aws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n"
-                "aws_session_token = %s\n" % (profile, TOKEN))
+                "aws_access_key_id = S3RVER\naws_secret_access_key = %s\n"
+                "aws_session_token = %s\n" % (profile, SECRET, TOKEN))
     extra = dict(NO_ENV_CREDS)
     opts = []
     if how == "option":
@@ -240,15 +241,15 @@ def test_shared_credentials_file(s3, small_corpus, mounter, how):
 
 def test_credentials_in_config_file(s3, small_corpus, mounter):
     write_files(mounter, config="[profile audit]\nregion = us-east-1\n"
-                "aws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n"
-                "aws_session_token = %s\n" % TOKEN)
+                "aws_access_key_id = S3RVER\naws_secret_access_key = %s\n"
+                "aws_session_token = %s\n" % (SECRET, TOKEN))
     env = mounter.env(extra=dict(NO_ENV_CREDS, AWS_PROFILE="audit"))
     mount_and_check(mounter, small_corpus[1], env)
 
 
 def test_unknown_profile_fails_clearly(s3, mounter):
     write_files(mounter, creds="[audit]\naws_access_key_id = S3RVER\n"
-                "aws_secret_access_key = S3RVER\n")
+                "aws_secret_access_key = %s\n" % SECRET)
     rc, err = mounter.mount_fails("s3://" + BUCKET,
                                   env=mounter.env(extra=NO_ENV_CREDS),
                                   opts=["profile=no-such-profile"])

@@ -1,15 +1,17 @@
 """mount(8) and fstab: `mount -t wivaudit`, `mount --fstab`, `umount`, with
-the built mount.wivaudit installed as /sbin/mount.wivaudit for the length of
-the module (removed in cleanup whatever happens).
+the built mount.wivaudit installed as /sbin/mount.wivaudit.
 
 These go through util-linux's real helper protocol: mount(8) finds the
 helper only in /sbin (/sbin/fs.d, /sbin/fs), passes `SOURCE DIR [-sfnv]
 -o OPTS` with `rw` added whenever neither ro nor rw is given, hands over its
 environment, and waits for the helper to exit, so the daemon must detach.
-/sbin/mount.wivaudit is one for the machine: a lock file makes a second
-suite running at the same time (the sanitizer build's) wait its turn."""
 
-import fcntl
+The module runs in a private mount namespace of its own, where /sbin is
+an overlay holding the built helper: the machine's /sbin, and a
+mount.wivaudit installed there, are never touched, and the sanitizer
+build's run of this module does not have to take turns."""
+
+import ctypes
 import glob
 import os
 import signal
@@ -21,26 +23,48 @@ from conftest import (ACCESS_KEY, MOUNT_TIMEOUT, SECRET, UNMOUNT_TIMEOUT,
                       assert_tree, daemon_bin, is_mounted, run, walk)
 
 HELPER = "/sbin/mount.wivaudit"
-HELPER_LOCK = "/run/lock/wivaudit-tests-mount8.lock"
 BUCKET = "mount8"
+CLONE_NEWNS = 0x00020000
+
+
+def _check(rc, what):
+    if rc != 0:
+        pytest.fail("%s: %s" % (what, os.strerror(ctypes.get_errno())))
 
 
 @pytest.fixture(scope="module")
-def helper():
+def helper(tmp_path_factory):
+    """This process (so mount(8), the daemons and the probes it starts)
+    moves to a private mount namespace where HELPER is the built binary;
+    it moves back when the module is done, and the namespace, with its
+    overlay, goes away with its last process."""
     if os.geteuid() != 0:
         pytest.skip("mount(8) with a helper in /sbin needs root")
     binary = daemon_bin()
-    os.makedirs(os.path.dirname(HELPER_LOCK), exist_ok=True)
-    with open(HELPER_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.lexists(HELPER):
-            pytest.skip("%s exists already (an installed wivaudit?); not "
-                        "replacing it" % HELPER)
-        os.symlink(binary, HELPER)
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         try:
+            run(["mount", "--make-rprivate", "/"])
+            sbin = os.path.dirname(os.path.realpath(HELPER))
+            # An overlay's upper directory cannot sit on every file system
+            # (not on another overlay): a tmpfs always works.
+            tmp = str(tmp_path_factory.mktemp("sbin-overlay"))
+            run(["mount", "-t", "tmpfs", "tmpfs", tmp])
+            os.mkdir(os.path.join(tmp, "upper"))
+            os.mkdir(os.path.join(tmp, "work"))
+            run(["mount", "-t", "overlay", "overlay", "-o",
+                 "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (
+                     sbin, tmp, tmp), sbin])
+            if os.path.lexists(HELPER):
+                os.unlink(HELPER)  # in the overlay only
+            os.symlink(binary, HELPER)
             yield HELPER
         finally:
-            os.unlink(HELPER)
+            _check(libc.setns(home, CLONE_NEWNS), "setns back")
+    finally:
+        os.close(home)
 
 
 @pytest.fixture(scope="module")

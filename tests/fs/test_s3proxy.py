@@ -15,7 +15,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import S3Server, run
+from conftest import SECRET, S3Server, run
 
 try:
     from botocore import auth as bc_auth
@@ -45,7 +45,7 @@ def bucket(s3, tmp_path_factory):
     return BUCKET
 
 
-def _signer(secret="S3RVER", region="us-east-1", at=None):
+def _signer(secret=SECRET, region="us-east-1", at=None):
     if bc_auth is None:
         pytest.skip("botocore is not installed")
     a = bc_auth.S3SigV4Auth(Credentials("S3RVER", secret), "s3", region)
