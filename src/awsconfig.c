@@ -25,6 +25,11 @@ static const char *const key_names[WIV_AWSCONFIG_NKEYS] = {
     [WIV_AWSCONFIG_DURATION_SECONDS] = "duration_seconds",
     [WIV_AWSCONFIG_WEB_IDENTITY_TOKEN_FILE] = "web_identity_token_file",
     [WIV_AWSCONFIG_REGION] = "region",
+    [WIV_AWSCONFIG_SSO_SESSION] = "sso_session",
+    [WIV_AWSCONFIG_SSO_START_URL] = "sso_start_url",
+    [WIV_AWSCONFIG_SSO_REGION] = "sso_region",
+    [WIV_AWSCONFIG_SSO_ACCOUNT_ID] = "sso_account_id",
+    [WIV_AWSCONFIG_SSO_ROLE_NAME] = "sso_role_name",
 };
 
 const char *wiv_awsconfig_env(const char *name)
@@ -53,24 +58,29 @@ const char *wiv_awsconfig_get(const struct wiv_awsconfig_profile *p,
 	return p->value[key];
 }
 
-/* Path of a file under ~/.aws unless env names another one. Returns a new
- * string, or NULL when there is no home directory or no memory. */
-static char *aws_file(const char *env, const char *name)
+char *wiv_awsconfig_home_file(const char *rel)
 {
-	const char *set = wiv_awsconfig_env(env), *home = wiv_awsconfig_env("HOME");
+	const char *home = wiv_awsconfig_env("HOME");
 	struct passwd pw, *res = NULL;
 	char buf[4096], *path;
 
-	if (set)
-		return strdup(set);
 	if (!home && getpwuid_r(getuid(), &pw, buf, sizeof(buf), &res) == 0 &&
 	    res)
 		home = res->pw_dir;
 	if (!home)
 		return NULL;
-	if (asprintf(&path, "%s/.aws/%s", home, name) < 0)
+	if (asprintf(&path, "%s/.aws/%s", home, rel) < 0)
 		return NULL;
 	return path;
+}
+
+/* Path of a file under ~/.aws unless env names another one. Returns a new
+ * string, or NULL when there is no home directory or no memory. */
+static char *aws_file(const char *env, const char *name)
+{
+	const char *set = wiv_awsconfig_env(env);
+
+	return set ? strdup(set) : wiv_awsconfig_home_file(name);
 }
 
 static char *trim(char *s)
@@ -189,6 +199,22 @@ int wiv_awsconfig_profile_load(const char *name,
 out:
 	for (int i = 0; i < WIV_AWSCONFIG_NKEYS; i++)
 		wiv_secret_free(cfg[i]);
+	free(section);
+	return rc;
+}
+
+int wiv_awsconfig_sso_session_load(const struct wiv_awsconfig_profile *p,
+				   const char *name, bool *found, char **values)
+{
+	char *section;
+	int rc;
+
+	*found = false;
+	if (!p->config_path)
+		return 0;
+	if (asprintf(&section, "sso-session %s", name) < 0)
+		return ENOMEM;
+	rc = read_section(p->config_path, section, found, values);
 	free(section);
 	return rc;
 }

@@ -335,6 +335,8 @@ static int source_profile(const char *name, int depth, struct wiv_creds *out,
 			 ? web_identity(&p, out, err, errlen)
 			 : ENOENT;
 		if (rc == ENOENT)
+			rc = wiv_credsrc_sso(&p, out, err, errlen);
+		if (rc == ENOENT)
 			rc = profile_keys(&p, true, out, err, errlen);
 		if (rc == ENOENT)
 			rc = profile_process(&p, out, err, errlen);
@@ -443,8 +445,15 @@ static int assume_role(const struct wiv_awsconfig_profile *p, int depth,
 	return rc;
 }
 
-/* Links 2 to 6 all read the profile; each keeps to its own settings. */
-enum profile_step { P_ROLE, P_WEB_IDENTITY, P_KEYS, P_PROCESS, P_CONFIG };
+/* Links 2 to 7 all read the profile; each keeps to its own settings. */
+enum profile_step {
+	P_ROLE,
+	P_WEB_IDENTITY,
+	P_SSO,
+	P_KEYS,
+	P_PROCESS,
+	P_CONFIG
+};
 
 static int from_profile(const struct ctx *c, enum profile_step step,
 			struct wiv_creds *out, char *err, size_t errlen)
@@ -481,6 +490,9 @@ static int from_profile(const struct ctx *c, enum profile_step step,
 	case P_WEB_IDENTITY:
 		rc = web_identity(&p, out, err, errlen);
 		break;
+	case P_SSO:
+		rc = wiv_credsrc_sso(&p, out, err, errlen);
+		break;
 	case P_KEYS:
 	case P_CONFIG:
 		rc = profile_keys(&p, step == P_KEYS, out, err, errlen);
@@ -503,6 +515,12 @@ static int from_web_identity(const struct ctx *c, struct wiv_creds *out,
 			     char *err, size_t errlen)
 {
 	return from_profile(c, P_WEB_IDENTITY, out, err, errlen);
+}
+
+static int from_sso(const struct ctx *c, struct wiv_creds *out, char *err,
+		    size_t errlen)
+{
+	return from_profile(c, P_SSO, out, err, errlen);
 }
 
 static int from_credentials_file(const struct ctx *c, struct wiv_creds *out,
@@ -536,8 +554,9 @@ static int from_imds(const struct ctx *c, struct wiv_creds *out, char *err,
 }
 
 static const link_fn chain[] = {
-    from_env,	  from_role,	    from_web_identity, from_credentials_file,
-    from_process, from_config_file, from_container,    from_imds,
+    from_env,	   from_role,		  from_web_identity,
+    from_sso,	   from_credentials_file, from_process,
+    from_config_file, from_container,	  from_imds,
 };
 
 /* --- the provider --- */

@@ -24,11 +24,14 @@ struct wiv_listxml {
 	size_t text_len, text_cap;
 
 	/* The <Contents> being read. */
-	char *key, *etag;
+	char *key, *etag; /* key NULL: undecodable, skipped */
 	unsigned long long size;
+	char *prefix; /* the <CommonPrefixes> being read */
 	bool have_key;
 
 	bool truncated;
+	bool url_encoded;     /* keys and prefixes come url-encoded */
+	long undecodable;     /* entries skipped: not valid url-encoding */
 	char *next_token;
 	long key_count, seen;
 
@@ -144,6 +147,71 @@ static void set_etag(struct wiv_listxml *p, const char *s)
 	}
 }
 
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* S3's url encoding is form encoding: "+" is a space, %XX a byte. A broken
+ * escape, or %00 (a C string would end there and a key could pass for
+ * another), makes the entry unusable. Returns 0, EILSEQ or ENOMEM. */
+static int url_decode(const char *in, char **out)
+{
+	char *d = malloc(strlen(in) + 1), *o = d;
+
+	if (!d)
+		return ENOMEM;
+	for (; *in; in++) {
+		if (*in == '+') {
+			*o++ = ' ';
+		} else if (*in != '%') {
+			*o++ = *in;
+		} else {
+			int hi = hex_digit(in[1]), lo = hi < 0 ? -1 : hex_digit(in[2]);
+			if (lo < 0 || (hi | lo) == 0) {
+				free(d);
+				return EILSEQ;
+			}
+			*o++ = (char)(hi << 4 | lo);
+			in += 2;
+		}
+	}
+	*o = '\0';
+	*out = d;
+	return 0;
+}
+
+/* The text of a <Key> or <CommonPrefixes><Prefix> as the bucket holds it,
+ * into *dst. Returns false (the entry is skipped) when it cannot be
+ * decoded. */
+static bool take_name(struct wiv_listxml *p, char **dst, const char *t)
+{
+	char *d;
+
+	if (!p->url_encoded) {
+		set_str(p, dst, t);
+		return !p->err;
+	}
+	int rc = url_decode(t, &d);
+	if (rc == EILSEQ) {
+		p->undecodable++;
+		return false;
+	}
+	if (rc) {
+		fail(p, rc);
+		return false;
+	}
+	free(*dst);
+	*dst = d;
+	return true;
+}
+
 static void end_contents(struct wiv_listxml *p)
 {
 	p->in_contents = false;
@@ -152,7 +220,7 @@ static void end_contents(struct wiv_listxml *p)
 		return;
 	}
 	p->seen++;
-	if (!p->on_object)
+	if (!p->on_object || !p->key)
 		return;
 	struct wiv_object_info info = {p->key, p->etag ? p->etag : "", p->size};
 	if (p->on_object(p->arg, &info))
@@ -165,7 +233,10 @@ static void end_list_element(struct wiv_listxml *p, const char *name)
 
 	if (p->depth == 3 && p->in_contents) {
 		if (strcmp(name, "Key") == 0) {
-			set_str(p, &p->key, t);
+			if (!take_name(p, &p->key, t)) {
+				free(p->key);
+				p->key = NULL;
+			}
 			p->have_key = true;
 		} else if (strcmp(name, "ETag") == 0) {
 			set_etag(p, t);
@@ -176,7 +247,8 @@ static void end_list_element(struct wiv_listxml *p, const char *name)
 	} else if (p->depth == 3 && p->in_prefixes &&
 		   strcmp(name, "Prefix") == 0) {
 		p->seen++;
-		if (p->on_prefix && p->on_prefix(p->arg, t))
+		if (take_name(p, &p->prefix, t) && p->on_prefix &&
+		    p->on_prefix(p->arg, p->prefix))
 			fail(p, ECANCELED);
 	} else if (p->depth == 2) {
 		if (p->in_contents) {
@@ -289,6 +361,16 @@ int wiv_listxml_feed(struct wiv_listxml *p, const void *data, size_t len,
 	return 0;
 }
 
+void wiv_listxml_url_encoded(struct wiv_listxml *p)
+{
+	p->url_encoded = true;
+}
+
+long wiv_listxml_undecodable(const struct wiv_listxml *p)
+{
+	return p->undecodable;
+}
+
 bool wiv_listxml_truncated(const struct wiv_listxml *p)
 {
 	return p->truncated;
@@ -317,6 +399,7 @@ void wiv_listxml_free(struct wiv_listxml *p)
 	free(p->text);
 	free(p->key);
 	free(p->etag);
+	free(p->prefix);
 	free(p->next_token);
 	free(p);
 }

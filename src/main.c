@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +125,15 @@ static void log_cache_counters(struct wiv_cache *cache)
 		 n.over_limit);
 }
 
+/* The session loop ends with 0 on an unmount, the (positive) number of the
+ * signal when libfuse's handlers stopped it, or -errno. SIGTERM, SIGINT and
+ * SIGHUP are how a service manager or a user asks for an unmount: success. */
+static int loop_status(int res)
+{
+	return res == 0 || res == SIGTERM || res == SIGINT || res == SIGHUP ? 0
+									    : 1;
+}
+
 static int serve(struct wiv_options *o, struct fuse_args *args,
 		 const struct wiv_fs *fsdata, struct wiv_cache *cache)
 {
@@ -160,7 +170,7 @@ static int serve(struct wiv_options *o, struct fuse_args *args,
 	if (fuse_set_signal_handlers(se) == 0) {
 		wiv_info("mounted %s on %s", o->source ? o->source : "(config)",
 			 o->mountpoint);
-		rc = wiv_fuse_loop(fuse) == 0 ? 0 : 1;
+		rc = loop_status(wiv_fuse_loop(fuse));
 		fuse_remove_signal_handlers(se);
 	}
 	fuse_session_unmount(se);

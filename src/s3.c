@@ -200,6 +200,7 @@ static int prepare(void *arg, struct wiv_http_attempt *a)
 		    wiv_listxml_new(collect_object, collect_prefix, op->page);
 		if (!op->page->parser)
 			return ENOMEM;
+		wiv_listxml_url_encoded(op->page->parser);
 	}
 	current_region(s, op->region, sizeof(op->region));
 	rc = locate(s, op->region, op->key, &host, &raw);
@@ -436,8 +437,12 @@ static int s3_list(struct wiv_source *src, const char *prefix,
 		     prefix ? prefix : "") < 0)
 		return ENOMEM;
 	do {
-		struct wiv_sigv4_param params[4] = {{"list-type", "2"}};
-		size_t n = 1;
+		/* XML 1.0 cannot carry a key holding a control byte: without
+		 * encoding-type=url one such key makes the whole page (the
+		 * bucket root, or an org) unreadable. */
+		struct wiv_sigv4_param params[5] = {{"list-type", "2"},
+						    {"encoding-type", "url"}};
+		size_t n = 2;
 		if (prefix && *prefix)
 			params[n++] =
 			    (struct wiv_sigv4_param){"prefix", prefix};
@@ -473,6 +478,12 @@ static int s3_list(struct wiv_source *src, const char *prefix,
 				rc = EIO;
 			break;
 		}
+		long bad = wiv_listxml_undecodable(page.parser);
+		if (bad)
+			wiv_warn("%s: skipped %ld listed key(s) whose url "
+				 "encoding is broken (not S3's doing; check "
+				 "the endpoint)",
+				 what, bad);
 		long kc = wiv_listxml_key_count(page.parser);
 		if (kc >= 0 && kc != wiv_listxml_seen(page.parser))
 			wiv_debug("%s: page says KeyCount %ld but holds %ld",

@@ -78,8 +78,16 @@ static int walk(const char *root, const char *rel, const char *prefix,
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
 		char key[4096];
-		snprintf(key, sizeof(key), "%s%s", rel, de->d_name);
-		size_t klen = strlen(key), plen = strlen(prefix);
+		int kn = snprintf(key, sizeof(key), "%s%s", rel, de->d_name);
+		/* Room for the "/" of a directory too. S3 keys are at most
+		 * 1,024 bytes, so a longer path cannot be part of a mirror. */
+		if (kn < 0 || (size_t)kn + 1 >= sizeof(key)) {
+			wiv_warn("ignoring a path under %s/%s: longer than any "
+				 "S3 key",
+				 root, rel);
+			continue;
+		}
+		size_t klen = (size_t)kn, plen = strlen(prefix);
 		/* Enter a directory only if keys below it can match. */
 		bool could_match = strncmp(key, prefix, klen < plen ? klen : plen) == 0;
 		if (!could_match)

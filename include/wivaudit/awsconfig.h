@@ -22,6 +22,11 @@ enum wiv_awsconfig_key {
 	WIV_AWSCONFIG_DURATION_SECONDS,
 	WIV_AWSCONFIG_WEB_IDENTITY_TOKEN_FILE,
 	WIV_AWSCONFIG_REGION,
+	WIV_AWSCONFIG_SSO_SESSION,
+	WIV_AWSCONFIG_SSO_START_URL,
+	WIV_AWSCONFIG_SSO_REGION,
+	WIV_AWSCONFIG_SSO_ACCOUNT_ID,
+	WIV_AWSCONFIG_SSO_ROLE_NAME,
 	WIV_AWSCONFIG_NKEYS
 };
 
@@ -52,6 +57,19 @@ const char *wiv_awsconfig_profile_name(const char *name);
 int wiv_awsconfig_profile_load(const char *name,
 			       struct wiv_awsconfig_profile *p, char *err,
 			       size_t errlen);
+
+/* Reads the settings of the config file's [sso-session NAME] section into
+ * values (WIV_AWSCONFIG_NKEYS new strings or NULLs, wiped and freed by the
+ * caller) and sets *found. Returns 0 (also when the file or section is
+ * missing), ENOMEM, or the errno of a failed read. */
+int wiv_awsconfig_sso_session_load(const struct wiv_awsconfig_profile *p,
+				   const char *name, bool *found,
+				   char **values);
+
+/* "$HOME/.aws/" followed by rel, the way the AWS CLI finds its own files
+ * (getpwuid when HOME is unset). Returns a new string, or NULL when there
+ * is no home directory or no memory. */
+char *wiv_awsconfig_home_file(const char *rel);
 
 /* Wipes and frees what p holds and zeroes it. Safe on a zeroed struct. */
 void wiv_awsconfig_profile_clear(struct wiv_awsconfig_profile *p);

@@ -39,14 +39,16 @@ struct wiv_creds_provider;
  *   3. web identity: AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN and
  *      AWS_ROLE_SESSION_NAME, or the profile's web_identity_token_file and
  *      role_arn, through STS AssumeRoleWithWebIdentity;
- *   4. keys of the profile in the shared credentials file
+ *   4. IAM Identity Center (SSO): the profile's sso_session or legacy
+ *      sso_start_url, with the token `aws sso login` cached (credsrc.h);
+ *   5. keys of the profile in the shared credentials file
  *      (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials);
- *   5. the profile's credential_process;
- *   6. keys of the profile in the config file (AWS_CONFIG_FILE, else
+ *   6. the profile's credential_process;
+ *   7. keys of the profile in the config file (AWS_CONFIG_FILE, else
  *      ~/.aws/config);
- *   7. ECS container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or
+ *   8. ECS container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or
  *      _FULL_URI, with AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]);
- *   8. EC2 instance metadata, IMDSv2 (AWS_EC2_METADATA_SERVICE_ENDPOINT,
+ *   9. EC2 instance metadata, IMDSv2 (AWS_EC2_METADATA_SERVICE_ENDPOINT,
  *      AWS_EC2_METADATA_DISABLED), given about a second to answer.
  * A source that is configured but fails ends the search with its error
  * rather than falling through to another identity. Sets *out to a new

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "wivaudit/awsconfig.h"
 #include "wivaudit/creds.h"
 
 /* Runs command (split into words like a POSIX shell, no shell run: as the
@@ -37,6 +38,20 @@ int wiv_credsrc_container(struct wiv_creds *out, char *err, size_t errlen);
  * AWS_EC2_METADATA_DISABLED is true, no service answers or no role is
  * attached (err says which), or the errno of a failure past that point. */
 int wiv_credsrc_imds(struct wiv_creds *out, char *err, size_t errlen);
+
+/* IAM Identity Center (SSO) profile p: sso_session (its [sso-session NAME]
+ * giving sso_start_url and sso_region) or the legacy sso_start_url and
+ * sso_region in the profile, with sso_account_id and sso_role_name. Reads
+ * the token `aws sso login` cached in ~/.aws/sso/cache/SHA1.json (SHA-1 of
+ * the session name, or of the start URL) and trades it at the portal's
+ * GetRoleCredentials (AWS_ENDPOINT_URL_SSO, else
+ * https://portal.sso.REGION.amazonaws.com). Returns 0, ENOENT when p is no
+ * SSO profile, EACCES when the login is missing, expired or refused (err
+ * then says to run `aws sso login --profile NAME`), EINVAL for incomplete
+ * settings, or the errno of a failed request. The token is never put in
+ * err. */
+int wiv_credsrc_sso(const struct wiv_awsconfig_profile *p,
+		    struct wiv_creds *out, char *err, size_t errlen);
 
 /* Reads AccessKeyId, SecretAccessKey, token_field (the session token, may
  * be absent) and Expiration (may be absent: long-term keys) from obj into

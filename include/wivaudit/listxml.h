@@ -26,6 +26,16 @@ struct wiv_listxml *wiv_listxml_new(wiv_list_object_fn on_object,
 int wiv_listxml_feed(struct wiv_listxml *p, const void *data, size_t len,
 		     bool final);
 
+/* Tells the parser that the request asked for encoding-type=url: every
+ * <Key> and <CommonPrefixes><Prefix> is then url-decoded before the
+ * callbacks see it. Decided by the request, not by the page's
+ * <EncodingType>, which some S3-compatible stores send after the keys. */
+void wiv_listxml_url_encoded(struct wiv_listxml *p);
+
+/* How many entries of the page were skipped because their url encoding was
+ * broken or held %00 (real S3 never sends one). */
+long wiv_listxml_undecodable(const struct wiv_listxml *p);
+
 /* After a successful final feed: whether S3 has more pages, and the token
  * that asks for the next one (borrowed; NULL when there is none). */
 bool wiv_listxml_truncated(const struct wiv_listxml *p);

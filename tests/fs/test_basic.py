@@ -4,10 +4,12 @@ tools users point at it, all against the reference model."""
 import hashlib
 import os
 import shutil
+import signal
+import subprocess
 
 import pytest
 
-from conftest import assert_tree, run, show, walk
+from conftest import assert_tree, is_mounted, run, show, walk
 
 BUCKET = "basic"
 
@@ -193,3 +195,24 @@ def test_copy_out_with_cp_and_tar(mnt, tmp_path):
     listing = run(["tar", "-tf", "-"], input=p.stdout).stdout.splitlines()
     assert len([n for n in listing if not n.endswith(b"/")]) == \
         model.event_count()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT,
+                                 signal.SIGHUP])
+def test_signal_unmounts_and_exits_zero(s3, small_corpus, mounter, sig):
+    """The man page promises status 0 after an unmount asked for by signal
+    (how systemd and Ctrl-C stop a foreground mount)."""
+    mirror, _model = small_corpus
+    bucket = "basic-" + sig.name.lower()
+    s3.seed(bucket, mirror)
+    m = mounter.mount("s3://" + bucket)
+    assert os.listdir(m.path)
+    m.proc.send_signal(sig)
+    try:
+        rc = m.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("daemon did not exit after %s" % sig.name)
+    assert not is_mounted(m.path), "still mounted after " + sig.name
+    assert rc == 0, "exit status %d after %s:\n%s" % (rc, sig.name,
+                                                      m.stderr())
+    mounter.unmount(m)

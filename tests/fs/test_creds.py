@@ -7,15 +7,17 @@ credentials endpoint and EC2's IMDSv2.
 """
 
 import datetime
+import hashlib
 import http.server
 import json
+import os
 import re
 import threading
 import urllib.parse
 
 import pytest
 
-from conftest import SECRET, S3Server, assert_tree, walk
+from conftest import SECRET, S3Server, assert_tree, run, walk
 
 try:
     from botocore.auth import SigV4Auth
@@ -32,6 +34,7 @@ EXTERNAL_ID = "wiv-external-id-42"
 WEB_TOKEN = "eyJhbGciOiJSUzI1NiJ9.web-identity.sig"
 ECS_AUTH = "ecs-auth-token-7"
 STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
+SSO_TOKEN = "aoaAAAAAGsso-access-token-fs/+="
 
 
 def expiration(minutes=60):
@@ -139,8 +142,29 @@ class CredHandler(http.server.BaseHTTPRequestHandler):
                 "AccessKeyId": "S3RVER", "SecretAccessKey": SECRET,
                 "Token": TOKEN, "Expiration": expiration(),
                 "RoleArn": ROLE}).encode(), "application/json")
-        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        url = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(url.query)
+        if url.path == "/federation/credentials":
+            return self.sso(q)
         self.sts(q, b"")
+
+    def sso(self, q):
+        """IAM Identity Center's GetRoleCredentials."""
+        if self.headers.get("x-amz-sso_bearer_token") != SSO_TOKEN:
+            return self.reply(401, json.dumps({
+                "message": "Session token not found or invalid"}).encode(),
+                "application/json")
+        if q.get("account_id") != ["123456789012"] or \
+                q.get("role_name") != ["AuditReader"]:
+            return self.reply(403, b'{"message": "No access"}',
+                              "application/json")
+        exp = datetime.datetime.now(datetime.timezone.utc) + \
+            datetime.timedelta(hours=1)
+        return self.reply(200, json.dumps({"roleCredentials": {
+            "accessKeyId": "S3RVER", "secretAccessKey": SECRET,
+            "sessionToken": TOKEN,
+            "expiration": int(exp.timestamp() * 1000)}}).encode(),
+            "application/json")
 
     def do_POST(self):
         self.server.calls.append(("POST", self.path))
@@ -307,3 +331,45 @@ def test_ec2_instance_metadata_v2(s3, small_corpus, mounter, credserver):
         AWS_EC2_METADATA_SERVICE_ENDPOINT=credserver.url))
     mount_and_check(mounter, small_corpus[1], env)
     assert ("PUT", "/latest/api/token") in credserver.calls[n:]
+
+
+def test_sso_session_profile(s3, small_corpus, mounter, credserver):
+    """A profile from `aws configure sso`, its token from `aws sso login`'s
+    cache; the token shows nowhere, not even with -d."""
+    write_files(mounter, config="[profile audit]\nsso_session = corp\n"
+                "sso_account_id = 123456789012\nsso_role_name = AuditReader\n"
+                "\n[sso-session corp]\n"
+                "sso_start_url = https://corp-example.awsapps.com/start\n"
+                "sso_region = us-east-1\n")
+    cache = os.path.join(mounter.home, ".aws", "sso", "cache")
+    os.makedirs(cache, exist_ok=True)
+    token_file = os.path.join(cache, hashlib.sha1(b"corp").hexdigest() +
+                              ".json")
+    with open(token_file, "w") as f:
+        json.dump({"accessToken": SSO_TOKEN, "expiresAt": expiration(),
+                   "region": "us-east-1",
+                   "startUrl": "https://corp-example.awsapps.com/start"}, f)
+    env = mounter.env(extra=dict(NO_ENV_CREDS,
+                                 AWS_ENDPOINT_URL_SSO=credserver.url))
+    m = mounter.mount("s3://" + BUCKET, env=env, opts=["profile=audit"],
+                      args=["-d"])
+    assert_tree(walk(m.path, content=False), small_corpus[1], content=False)
+    err = m.stderr()
+    assert "IAM Identity Center (SSO) profile audit (sso-session corp)" \
+        in err
+    assert SSO_TOKEN not in err and TOKEN not in err
+    mounter.unmount(m)
+    assert SSO_TOKEN not in m.stderr()
+
+    p = run([os.environ["WIVAUDIT_CLI"], "doctor", "s3://" + BUCKET, "-o",
+             "endpoint=%s,profile=audit" % s3.endpoint], env=env,
+            check=False, timeout=60)
+    out = (p.stdout + p.stderr).decode()
+    assert "IAM Identity Center (SSO)" in out, out
+    assert SSO_TOKEN not in out
+
+    os.remove(token_file)
+    rc, err = mounter.mount_fails("s3://" + BUCKET, env=env,
+                                  opts=["profile=audit"])
+    assert rc == 1
+    assert "aws sso login --profile audit" in err, err

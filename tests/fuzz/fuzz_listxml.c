@@ -2,9 +2,10 @@
  * parser. The first input byte picks the chunk size and after how many
  * entries a callback asks to stop (0: never); the rest is the body.
  * Properties beyond "no crash": feeding in small chunks gives exactly what
- * feeding at once gives (same entries, same outcome, same token), every
- * string handed out is NUL-terminated within its field, and an error body's
- * fields always are. */
+ * feeding at once gives (same entries, same outcome, same token), with and
+ * without url decoding (where every entry is either handed out or counted as
+ * undecodable), every string handed out is NUL-terminated within its field,
+ * and an error body's fields always are. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,13 +50,15 @@ static int on_prefix(void *arg, const char *prefix)
 }
 
 static uint64_t parse(const uint8_t *data, size_t size, size_t chunk,
-		      long stop_after, int *rc)
+		      long stop_after, bool url, int *rc)
 {
 	struct trace t = {.hash = 0xcbf29ce484222325ULL,
 			  .stop_after = stop_after};
 	struct wiv_listxml *p = wiv_listxml_new(on_object, on_prefix, &t);
 	if (!p)
 		abort();
+	if (url)
+		wiv_listxml_url_encoded(p);
 	*rc = 0;
 	for (size_t off = 0; off < size && !*rc; off += chunk)
 		*rc = wiv_listxml_feed(p, data + off,
@@ -71,7 +74,8 @@ static uint64_t parse(const uint8_t *data, size_t size, size_t chunk,
 		bool more = wiv_listxml_truncated(p);
 		const char *next = wiv_listxml_next_token(p);
 		long kc = wiv_listxml_key_count(p), seen = wiv_listxml_seen(p);
-		if (seen != t.entries || kc < -1)
+		if (seen != t.entries + wiv_listxml_undecodable(p) || kc < -1 ||
+		    (!url && wiv_listxml_undecodable(p)))
 			abort();
 		mix(&t, &more, sizeof(more));
 		if (next)
@@ -99,12 +103,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 
-	int rc_whole, rc_chunked;
-	uint64_t whole =
-	    parse(data, size, size ? size : 1, stop_after, &rc_whole);
-	uint64_t chunked = parse(data, size, chunk, stop_after, &rc_chunked);
-	if (whole != chunked || rc_whole != rc_chunked)
-		abort();
+	for (int url = 0; url < 2; url++) {
+		int rc_whole, rc_chunked;
+		uint64_t whole = parse(data, size, size ? size : 1, stop_after,
+				       url, &rc_whole);
+		uint64_t chunked =
+		    parse(data, size, chunk, stop_after, url, &rc_chunked);
+		if (whole != chunked || rc_whole != rc_chunked)
+			abort();
+	}
 
 	struct wiv_s3_error e;
 	int rc = wiv_listxml_parse_error(data, size, &e);

@@ -443,6 +443,48 @@ function pickFault(req) {
   return null;
 }
 
+// ListObjectsV2 with encoding-type=url, which s3rver ignores: S3 then
+// url-encodes Key, Prefix (top-level and in CommonPrefixes), StartAfter and
+// Delimiter, never the continuation tokens, and says <EncodingType>url. The
+// encoding is S3's form encoding: letters, digits, "-_.*/" stay, a space is
+// "+", every other byte of the UTF-8 is %XX (so "+" and "~" are encoded).
+// Without it, a key holding a control byte makes the XML unparseable.
+function s3UrlEncode(s) {
+  let out = '';
+  for (const b of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(b);
+    if (/[A-Za-z0-9\-_.*/]/.test(c)) out += c;
+    else if (c === ' ') out += '+';
+    else out += '%' + b.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+function xmlUnescape(s) {
+  return s.replace(/&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);/g,
+    (all, e) => {
+      if (e[0] === '#') {
+        return String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16)
+          : parseInt(e.slice(1), 10));
+      }
+      return { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" }[e];
+    });
+}
+
+function wantsUrlEncoding(req) {
+  const q = req.url.indexOf('?');
+  if (q < 0 || classify(req.method, req.url) !== 'list') return false;
+  return parseQuery(req.url.slice(q + 1))['encoding-type'] === 'url';
+}
+
+function urlEncodeListing(xml) {
+  const out = xml.replace(
+    /<(Key|Prefix|StartAfter|Delimiter)>([\s\S]*?)<\/\1>/g,
+    (all, tag, text) => `<${tag}>${s3UrlEncode(xmlUnescape(text))}</${tag}>`);
+  return out.replace('<IsTruncated>',
+    '<EncodingType>url</EncodingType><IsTruncated>');
+}
+
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection',
   'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
@@ -494,6 +536,19 @@ function main() {
       const outHeaders = {};
       for (const [k, v] of Object.entries(upRes.headers)) {
         if (!HOP_BY_HOP.has(k)) outHeaders[k] = v;
+      }
+      if (upRes.statusCode === 200 && !truncate && wantsUrlEncoding(req)) {
+        const parts = [];
+        upRes.on('data', (c) => parts.push(c));
+        upRes.on('end', () => {
+          const xml = urlEncodeListing(Buffer.concat(parts).toString('utf8'));
+          outHeaders['content-length'] = String(Buffer.byteLength(xml));
+          logRequest(req, upRes.statusCode);
+          res.writeHead(upRes.statusCode, outHeaders);
+          res.end(xml);
+        });
+        upRes.on('error', () => res.destroy());
+        return;
       }
       res.writeHead(upRes.statusCode, outHeaders);
       if (truncate) {

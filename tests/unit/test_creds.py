@@ -43,10 +43,12 @@ SRC_TOKEN = "source-session-token/with+slashes=="
 WEB_TOKEN = "eyJhbGciOiJSUzI1NiJ9.web-identity-jwt.c2lnbmF0dXJl"
 ECS_AUTH = "ecs-authorization-token-0123456789"
 ROLE_ARN = "arn:aws:iam::123456789012:role/wiv-audit-reader"
+SSO_TOKEN = "aoaAAAAAGsso-access-token/with+slashes=="
+SSO_START = "https://corp-example.awsapps.com/start"
 
 # Every secret a fake hands out; none may ever show in the probe's output.
 SECRETS = [ENV_SECRET, FILE_SECRET, SRC_SECRET, SRC_TOKEN, WEB_TOKEN,
-           ECS_AUTH]
+           ECS_AUTH, SSO_TOKEN]
 
 
 def sha(s):
@@ -650,6 +652,139 @@ def test_precedence(env, fakes, tmp_path):
     env.update(AWS_ACCESS_KEY_ID=ENV_ID, AWS_SECRET_ACCESS_KEY=ENV_SECRET)
     assert creds(env)[0][0]["key"] == ENV_ID
     assert f_imds.requests == []  # never reached: ECS answered first
+
+
+# --- IAM Identity Center (SSO) ----------------------------------------------
+
+def sso_portal(issuer, token=SSO_TOKEN, account="123456789012",
+               role="AuditReader"):
+    """GetRoleCredentials as the portal answers it: the bearer token in
+    x-amz-sso_bearer_token, account and role in the query, expiration in
+    epoch milliseconds; 401 UnauthorizedException for another token."""
+    def handle(method, path, headers, body):
+        url = urllib.parse.urlsplit(path)
+        q = urllib.parse.parse_qs(url.query)
+        if method != "GET" or url.path != "/federation/credentials":
+            return 404, {}, ""
+        if headers.get("x-amz-sso_bearer_token") != token:
+            return 401, {"Content-Type": "application/json"}, json.dumps({
+                "message": "Session token not found or invalid",
+                "__type": "com.amazonaws.switchboard.portal#"
+                          "UnauthorizedException"})
+        if q.get("account_id") != [account] or q.get("role_name") != [role]:
+            return 403, {"Content-Type": "application/json"}, json.dumps({
+                "message": "No access", "__type": "com.amazonaws."
+                "switchboard.portal#ForbiddenException"})
+        ident, secret, tok, exp = issuer.next()
+        return 200, {"Content-Type": "application/json"}, json.dumps({
+            "roleCredentials": {"accessKeyId": ident,
+                                "secretAccessKey": secret,
+                                "sessionToken": tok,
+                                "expiration": int(exp * 1000)}})
+    return handle
+
+
+def sso_cache(tmp_path, key, expires, token=SSO_TOKEN, region="us-east-1"):
+    """What `aws sso login` leaves: ~/.aws/sso/cache/SHA1(key).json."""
+    d = tmp_path / ".aws" / "sso" / "cache"
+    d.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha1(key.encode()).hexdigest() + ".json"
+    (d / name).write_text(json.dumps({
+        "startUrl": SSO_START, "region": region, "accessToken": token,
+        "expiresAt": expires, "clientId": "c", "clientSecret": "s"}))
+    return d / name
+
+
+SSO_SESSION_CONFIG = (
+    "[profile audit]\nsso_session = corp\nsso_account_id = 123456789012\n"
+    "sso_role_name = AuditReader\nregion = eu-west-1\n\n"
+    f"[sso-session corp]\nsso_start_url = {SSO_START}\n"
+    "sso_region = us-east-1\nsso_registration_scopes = sso:account:access\n")
+SSO_LEGACY_CONFIG = (
+    f"[profile legacy]\nsso_start_url = {SSO_START}\nsso_region = us-east-1\n"
+    "sso_account_id = 123456789012\nsso_role_name = AuditReader\n")
+
+
+def start_sso(fakes, env, issuer):
+    f = fakes(sso_portal(issuer))
+    env["AWS_ENDPOINT_URL_SSO"] = f.url
+    return f
+
+
+def test_sso_session_profile(env, fakes, tmp_path):
+    f = start_sso(fakes, env, Issuer("SSO"))
+    write(tmp_path / "config", SSO_SESSION_CONFIG)
+    sso_cache(tmp_path, "corp", iso(time.time() + 3600))
+    rows, p = creds(env, "-p", "audit")
+    assert rows[0]["key"] == "ASIASSO0001"
+    assert rows[0]["token"] != "-"
+    assert "IAM Identity Center (SSO) profile audit (sso-session corp), " \
+        "account 123456789012, role AuditReader" in p.stderr
+    method, path, headers, _ = f.requests[0]
+    assert method == "GET"
+    assert path == "/federation/credentials?account_id=123456789012" \
+        "&role_name=AuditReader"
+    assert headers["x-amz-sso_bearer_token"] == SSO_TOKEN
+
+
+def test_sso_legacy_profile(env, fakes, tmp_path):
+    start_sso(fakes, env, Issuer("SSO"))
+    write(tmp_path / "config", SSO_LEGACY_CONFIG)
+    # Older CLIs wrote "...UTC"; the cache is named by the start URL.
+    exp = datetime.datetime.fromtimestamp(time.time() + 3600,
+                                          datetime.timezone.utc)
+    sso_cache(tmp_path, SSO_START, exp.strftime("%Y-%m-%dT%H:%M:%SUTC"))
+    rows, p = creds(env, "-p", "legacy")
+    assert rows[0]["key"] == "ASIASSO0001"
+    assert "IAM Identity Center (SSO) profile legacy, account" in p.stderr
+
+
+@pytest.mark.parametrize("case", ["expired", "missing", "revoked"])
+def test_sso_login_needed(env, fakes, tmp_path, case):
+    """A login that is gone fails with the command that fixes it; the token
+    is never printed (run_probe checks every secret, with debug on)."""
+    f = start_sso(fakes, env, Issuer("SSO"))
+    write(tmp_path / "config", SSO_SESSION_CONFIG)
+    if case == "expired":
+        sso_cache(tmp_path, "corp", "2001-02-03T04:05:06Z")
+    elif case == "revoked":
+        sso_cache(tmp_path, "corp", iso(time.time() + 3600),
+                  token=SSO_TOKEN + "-revoked")
+        SECRETS.append(SSO_TOKEN + "-revoked")
+    p = run_probe(env, "creds", "-p", "audit")
+    assert p.returncode == 1
+    assert "run `aws sso login --profile audit` (sso-session 'corp')" in \
+        p.stderr, p.stderr
+    if case == "expired":
+        assert "expired at 2001-02-03T04:05:06Z" in p.stderr
+    assert len(f.requests) == (1 if case == "revoked" else 0)
+
+
+def test_sso_settings_incomplete(env, tmp_path):
+    write(tmp_path / "config", "[profile audit]\nsso_session = nosuch\n"
+          "sso_account_id = 1\nsso_role_name = R\n\n"
+          "[profile half]\nsso_start_url = https://x\nsso_region = us-east-1"
+          "\nsso_account_id = 1\n")
+    p = run_probe(env, "creds", "-p", "audit")
+    assert p.returncode == 1
+    assert "has no [sso-session nosuch]" in p.stderr
+    p = run_probe(env, "creds", "-p", "half")
+    assert p.returncode == 1
+    assert "SSO profile 'half' lacks sso_role_name" in p.stderr
+
+
+def test_sso_refresh_before_expiry(env, fakes, tmp_path):
+    """Role credentials living 4 s are traded again with the cached token
+    before they run out."""
+    f = start_sso(fakes, env, Issuer("SSO", life=4))
+    write(tmp_path / "config", SSO_SESSION_CONFIG)
+    sso_cache(tmp_path, "corp", iso(time.time() + 3600))
+    rows, p = creds(env, "-p", "audit", "-n", "5", "-i", "1000")
+    keys = [r["key"] for r in rows]
+    assert all(r.get("error") is None for r in rows)
+    assert len(set(keys)) >= 2 and keys == sorted(keys), keys
+    assert len(f.requests) == len(set(keys))
+    assert "refreshed AWS credentials from IAM Identity Center" in p.stderr
 
 
 # --- refresh ---------------------------------------------------------------
