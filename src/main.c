@@ -250,6 +250,7 @@ int main(int argc, char **argv)
 		.file_mode = 0444 & ~opts.umask,
 		.dir_mode = 0555 & ~opts.umask,
 		.list_ttl_s = opts.list_ttl,
+		.jsonl = opts.jsonl,
 	};
 	rc = serve(&opts, &args, &fsdata, cache);
 out:
