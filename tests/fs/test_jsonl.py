@@ -145,3 +145,43 @@ def test_shares_cache_with_tree(s3, bucket, mounter):
     assert s3.object_gets(mark) == []
     mounter.unmount(view)
     mounter.unmount(tree)
+
+
+def export(mounter, s3, *args):
+    cli = os.environ.get("WIVAUDIT_CLI") or os.path.join(
+        SRC, "build", "src", "wivaudit")
+    argv = [cli, "export", "s3://" + BUCKET] + list(args) + [
+        "-o", "endpoint=%s,cache_dir=%s" % (s3.endpoint,
+                                            mounter.new_cache_dir())]
+    return run(argv, env=mounter.env(), timeout=120)
+
+
+def test_export_equals_view(s3, bucket, mounter, tmp_path):
+    _mirror, model = bucket
+    want = {k: v[0] for k, v in expected_files(model).items()}
+    out = tmp_path / "export"
+    p = export(mounter, s3, str(out), "--json")
+    lines = [json.loads(ln) for ln in p.stdout.decode().splitlines()]
+    assert lines[-1]["written"] == len(want) and lines[-1]["failed"] == 0
+    got = {k: v[0] for k, v in view_files(out).items()}
+    assert got == want
+
+    # A re-run leaves every file alone but the one that differs.
+    changed = sorted(want)[0]
+    with open(out / changed, "ab") as f:
+        f.write(b"{}\n")
+    inodes = {k: os.stat(out / k).st_ino for k in want}
+    p = export(mounter, s3, str(out), "--json")
+    summary = json.loads(p.stdout.decode().splitlines()[-1])
+    assert (summary["written"], summary["unchanged"]) == (1, len(want) - 1)
+    assert {k: v[0] for k, v in view_files(out).items()} == want
+    assert [k for k in want if os.stat(out / k).st_ino != inodes[k]] == \
+        [changed]
+
+    # To stdout, filtered: the selected files' lines, in order.
+    org, date = changed.split("/")[:2]
+    day = date[len("date="):]
+    p = export(mounter, s3, "-", "--org", org[len("org="):], "--from", day,
+               "--to", day)
+    assert p.stdout == b"".join(
+        want[k] for k in sorted(want) if k.startswith(org + "/" + date + "/"))
