@@ -22,6 +22,9 @@
 
 /* Rebuilds of a directory tolerated while measuring its lines. */
 #define MEASURE_ATTEMPTS 3
+/* Bounds of one read of events back to back in a cache entry. */
+#define SPAN_BYTES (1u << 20)
+#define SPAN_EVENTS 4096
 
 enum jdepth { J_ROOT, J_ORG, J_DATE, J_TYPE, J_FILE };
 
@@ -202,32 +205,58 @@ static int compact_line(struct wiv_tree *t, const char *text, size_t len,
 	return 0;
 }
 
-/* Reads each event of refs and fills ends (n + 1 offsets). Lock not
- * held. */
-static int measure_lines(struct wiv_tree *t, const struct event_ref *refs,
-			 size_t n, uint64_t *ends)
+/* Called with each event's compact line, in order. */
+typedef int (*line_fn)(void *arg, size_t i, const char *line, size_t len);
+
+/* Reads the events of refs and hands their compact lines to fn. Events
+ * back to back in one cache entry (a run of one object, as the tree's
+ * order makes them) are read with one read of up to SPAN_BYTES. Lock not
+ * held. Returns 0 or errno. */
+static int for_each_line(struct wiv_tree *t, const struct event_ref *refs,
+			 size_t n, line_fn fn, void *arg)
 {
-	size_t longest = 1;
-	for (size_t i = 0; i < n; i++)
-		if (refs[i].event.length > longest)
-			longest = refs[i].event.length;
-	char *text = malloc(longest);
-	struct wiv_jbuf buf = {0};
-	int err = text ? 0 : ENOMEM;
-	ends[0] = 0;
-	for (size_t i = 0; i < n && !err; i++) {
-		const char *line;
-		size_t len;
-		err = wiv_tree_read_event(t, &refs[i], text);
+	struct wiv_cached_event *evs = malloc(SPAN_EVENTS * sizeof(*evs));
+	struct wiv_jbuf span = {0}, line = {0};
+	int err = evs ? 0 : ENOMEM;
+	for (size_t i = 0, j; i < n && !err; i = j) {
+		size_t bytes = refs[i].event.length;
+		evs[0] = refs[i].event;
+		for (j = i + 1; j < n && j - i < SPAN_EVENTS; j++) {
+			const struct wiv_cached_event *prev = &refs[j - 1].event;
+			if (refs[j].obj != refs[i].obj ||
+			    refs[j].event.offset != prev->offset + prev->length ||
+			    bytes + refs[j].event.length > SPAN_BYTES)
+				break;
+			evs[j - i] = refs[j].event;
+			bytes += refs[j].event.length;
+		}
+		span.len = 0;
+		err = wiv_jbuf_reserve(&span, bytes ? bytes : 1);
 		if (!err)
-			err = compact_line(t, text, refs[i].event.length, &buf,
-					   &line, &len);
-		if (!err)
-			ends[i + 1] = ends[i] + len;
+			err = wiv_tree_read_events(t, refs[i].obj, evs, j - i,
+						   span.data);
+		const char *text = span.data;
+		for (size_t k = i; k < j && !err; k++) {
+			const char *l;
+			size_t len;
+			err = compact_line(t, text, refs[k].event.length, &line,
+					   &l, &len);
+			if (!err)
+				err = fn(arg, k, l, len);
+			text += refs[k].event.length;
+		}
 	}
-	free(text);
-	wiv_jbuf_free(&buf);
+	free(evs);
+	wiv_jbuf_free(&span);
+	wiv_jbuf_free(&line);
 	return err;
+}
+
+static int add_end(void *arg, size_t i, const char *line, size_t len)
+{
+	uint64_t *ends = arg;
+	ends[i + 1] = ends[i] + len;
+	return 0;
 }
 
 /* Gives d its line_ends: from the index's lengths when the cache holds
@@ -266,7 +295,7 @@ static int line_dir(struct wiv_tree *t, struct org *o,
 		for (size_t i = 0; i < n; i++)
 			wiv_tree_entry_ref(&d->entries[i], &refs[i]);
 		pthread_mutex_unlock(&t->lock);
-		err = measure_lines(t, refs, n, ends);
+		err = for_each_line(t, refs, n, add_end, ends);
 		free(refs);
 		pthread_mutex_lock(&t->lock);
 		if (err) {
@@ -487,6 +516,28 @@ static int find_range(struct wiv_tree *t, const char *path, uint64_t off,
 	return err;
 }
 
+/* Copies the part of each line inside the read's range into its buffer. */
+struct read_fill {
+	char *buf;
+	size_t size, done;
+	uint64_t off, pos; /* the read's offset; the next line's */
+};
+
+static int fill_line(void *arg, size_t i, const char *line, size_t len)
+{
+	struct read_fill *r = arg;
+	uint64_t skip = r->off > r->pos ? r->off - r->pos : 0;
+	r->pos += len;
+	if (skip >= len)
+		return 0;
+	size_t n = len - (size_t)skip;
+	if (n > r->size - r->done)
+		n = r->size - r->done;
+	memcpy(r->buf + r->done, line + skip, n);
+	r->done += n;
+	return 0;
+}
+
 int wiv_jsonl_read(struct wiv_tree *t, const char *path, char *buf,
 		   size_t size, off_t off, size_t *nread)
 {
@@ -495,35 +546,12 @@ int wiv_jsonl_read(struct wiv_tree *t, const char *path, char *buf,
 	if (off < 0)
 		return EINVAL;
 	int err = find_range(t, path, (uint64_t)off, size, &r);
-	size_t longest = 1;
-	for (size_t i = 0; i < r.n; i++)
-		if (r.refs[i].event.length > longest)
-			longest = r.refs[i].event.length;
-	char *text = err || !r.n ? NULL : malloc(longest);
-	if (!err && r.n && !text)
-		err = ENOMEM;
-	struct wiv_jbuf jbuf = {0};
-	uint64_t pos = r.first_start; /* file offset of the next line */
-	for (size_t i = 0; i < r.n && !err; i++) {
-		const char *line;
-		size_t len;
-		err = wiv_tree_read_event(t, &r.refs[i], text);
-		if (!err)
-			err = compact_line(t, text, r.refs[i].event.length,
-					   &jbuf, &line, &len);
-		if (err)
-			break;
-		uint64_t skip = (uint64_t)off > pos ? (uint64_t)off - pos : 0;
-		size_t take_n = len - (size_t)skip;
-		if (take_n > size - *nread)
-			take_n = size - *nread;
-		memcpy(buf + *nread, line + skip, take_n);
-		*nread += take_n;
-		pos += len;
-	}
-	free(text);
+	struct read_fill fill = {.buf = buf, .size = size, .off = (uint64_t)off,
+				 .pos = r.first_start};
+	if (!err)
+		err = for_each_line(t, r.refs, r.n, fill_line, &fill);
 	free(r.refs);
-	wiv_jbuf_free(&jbuf);
+	*nread = err ? 0 : fill.done;
 	return err;
 }
 

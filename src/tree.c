@@ -1037,22 +1037,29 @@ static int find_event_ref(struct wiv_tree *t, const char *path,
 	return err;
 }
 
-int wiv_tree_read_event(struct wiv_tree *t, const struct event_ref *ref,
-			   char *text)
+int wiv_tree_read_events(struct wiv_tree *t, struct object *obj,
+			 const struct wiv_cached_event *evs, size_t n,
+			 char *text)
 {
-	int err = wiv_cache_read_event(t->cfg.cache, ref->obj->entry_id,
-				       ref->obj->key, &ref->event, text);
+	int err = wiv_cache_read_events(t->cfg.cache, obj->entry_id, obj->key,
+					evs, n, text);
 	if (err != ENOENT && err != EBADMSG)
 		return err;
 	/* Same key and ETag: the refetched entry holds the same texts at the
 	 * same offsets. */
 	struct wiv_object_index *index = NULL;
-	err = load_index(t, ref->obj, &index);
+	err = load_index(t, obj, &index);
 	wiv_object_index_free(index);
 	if (!err)
-		err = wiv_cache_read_event(t->cfg.cache, ref->obj->entry_id,
-					   ref->obj->key, &ref->event, text);
+		err = wiv_cache_read_events(t->cfg.cache, obj->entry_id,
+					    obj->key, evs, n, text);
 	return err ? EIO : 0;
+}
+
+int wiv_tree_read_event(struct wiv_tree *t, const struct event_ref *ref,
+			char *text)
+{
+	return wiv_tree_read_events(t, ref->obj, &ref->event, 1, text);
 }
 
 int wiv_tree_read_path(struct wiv_tree *t, const char *path, char *buf,

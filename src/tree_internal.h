@@ -185,6 +185,12 @@ void wiv_tree_entry_ref(const struct entry *e, struct event_ref *ref);
 int wiv_tree_read_event(struct wiv_tree *t, const struct event_ref *ref,
 			char *text);
 
+/* Reads the texts of n events of obj that lie back to back in its cache
+ * entry (see wiv_cache_read_events) into text, as wiv_tree_read_event. */
+int wiv_tree_read_events(struct wiv_tree *t, struct object *obj,
+			 const struct wiv_cached_event *evs, size_t n,
+			 char *text);
+
 /* Frees every org and object, the retired ones too. */
 void wiv_catalog_free(struct wiv_tree *t);
 
