@@ -19,6 +19,7 @@
 #include "wivaudit/json_layout.h"
 #include "wivaudit/jsonl_view.h"
 #include "wivaudit/keys.h"
+#include "wivaudit/log.h"
 
 /* Rebuilds of a directory tolerated while measuring its lines. */
 #define MEASURE_ATTEMPTS 3
@@ -196,10 +197,8 @@ static int compact_line(struct wiv_tree *t, const char *text, size_t len,
 		return 0;
 	}
 	int err = wiv_json_layout_buf(buf, text, len, WIV_LAYOUT_COMPACT);
-	/* The cache's text was laid out from valid JSON: not one value now
-	 * means the entry is damaged beyond what its checksum caught. */
 	if (err)
-		return err == EINVAL ? EIO : err;
+		return err;
 	*line = buf->data;
 	*line_len = buf->len;
 	return 0;
@@ -241,6 +240,14 @@ static int for_each_line(struct wiv_tree *t, const struct event_ref *refs,
 			size_t len;
 			err = compact_line(t, text, refs[k].event.length, &line,
 					   &l, &len);
+			/* The text was laid out from valid JSON and passed its
+			 * checksum: only a damaged cache gets here. */
+			if (err == EINVAL) {
+				wiv_err("%s: a cached event is not JSON; clear "
+					"the cache (wivaudit cache clear)",
+					refs[k].obj->key);
+				err = EIO;
+			}
 			if (!err)
 				err = fn(arg, k, l, len);
 			text += refs[k].event.length;
