@@ -14,8 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "wivaudit/cache.h"
 #include "wivaudit/cli.h"
+#include "wivaudit/escape.h"
 #include "wivaudit/jsonl_view.h"
 #include "wivaudit/log.h"
 #include "wivaudit/opts.h"
@@ -328,10 +331,16 @@ static void progress(struct exporter *x, const char *vpath, const char *status,
 		     unsigned long long bytes)
 {
 	if (x->json) {
-		fprintf(x->json,
-			"{\"file\":\"%s\",\"status\":\"%s\",\"bytes\":%llu,"
-			"\"done\":%zu,\"total\":%zu}\n",
-			vpath + 1, status, bytes, x->done, x->total);
+		/* An org id may hold '"' or '\\': JSON-quoted, and escaped
+		 * first as every printed name is (valid UTF-8 then). */
+		json_t *line = json_pack("{s:s, s:s, s:I, s:I, s:I}", "file",
+					 wiv_esc(vpath + 1).s, "status", status,
+					 "bytes", (json_int_t)bytes, "done",
+					 (json_int_t)x->done, "total",
+					 (json_int_t)x->total);
+		if (line && json_dumpf(line, x->json, JSON_COMPACT) == 0)
+			fputc('\n', x->json);
+		json_decref(line);
 		fflush(x->json);
 	} else if (x->bar) {
 		size_t fill = x->total ? x->done * BAR_WIDTH / x->total : 0;
@@ -388,7 +397,8 @@ static int run_export(struct wiv_tree *t, const struct export_args *a)
 	if (!err)
 		err = collect(t, a, &files);
 	if (err)
-		fprintf(stderr, PROG ": %s: %s\n", a->dir, strerror(err));
+		fprintf(stderr, PROG ": %s: %s\n", wiv_esc(a->dir).s,
+			strerror(err));
 	x.total = files.n;
 	for (size_t i = 0; !err && i < files.n; i++)
 		export_one(&x, files.v[i]);
@@ -452,7 +462,7 @@ int wiv_cli_export(int argc, char **argv)
 			 strerror(probe));
 	rc = 1;
 	if (!tree || probe)
-		fprintf(stderr, PROG ": %s\n", err);
+		fprintf(stderr, PROG ": %s\n", wiv_esc(err).s);
 	else
 		rc = run_export(tree, &a);
 	wiv_tree_free(tree);
