@@ -453,6 +453,8 @@ int wiv_cli_export(int argc, char **argv)
 		.readahead_days = opts.readahead,
 		.cache_dir = opts.cache_dir,
 		.offline = opts.offline,
+		.max_object_events = (size_t)opts.max_object_events,
+		.max_object_bytes = opts.max_object_bytes,
 	};
 	if (cache && !(tree = wiv_tree_new(&tcfg)))
 		snprintf(err, sizeof(err), "out of memory");
