@@ -1221,21 +1221,41 @@ int wiv_cache_read_event(struct wiv_cache *c, const char *entry_id,
 			 const char *key_for_log,
 			 const struct wiv_cached_event *ev, char *buf)
 {
+	return wiv_cache_read_events(c, entry_id, key_for_log, ev, 1, buf);
+}
+
+/* Whether each of the n texts now in buf matches its crc. */
+static bool texts_intact(const struct wiv_cached_event *evs, size_t n,
+			 const char *buf)
+{
+	for (size_t i = 0; i < n; buf += evs[i].length, i++)
+		if (crc(buf, evs[i].length) != evs[i].crc)
+			return false;
+	return true;
+}
+
+int wiv_cache_read_events(struct wiv_cache *c, const char *entry_id,
+			  const char *key_for_log,
+			  const struct wiv_cached_event *evs, size_t n,
+			  char *buf)
+{
 	uint8_t hash[SHA256_DIGEST_LENGTH];
 	char name[NAME_LEN];
 	int fd, slot, err;
 	ssize_t got;
+	size_t len = 0;
 
+	for (size_t i = 0; i < n; i++)
+		len += evs[i].length;
 	entry_name(entry_id, hash, name);
 	for (int attempt = 0;; attempt++) {
 		err = open_entry(c, name, &fd, &slot);
 		if (err)
 			return err;
-		got = pread_full(fd, buf, ev->length, HDR_LEN + ev->offset);
+		got = pread_full(fd, buf, len, HDR_LEN + evs[0].offset);
 		if (got < 0)
 			err = errno;
-		else if ((size_t)got == ev->length &&
-			 crc(buf, ev->length) == ev->crc)
+		else if ((size_t)got == len && texts_intact(evs, n, buf))
 			err = 0;
 		/* A cached descriptor may still read a file since replaced or
 		 * evicted, while the caller's index is of the current one. */
@@ -1243,9 +1263,8 @@ int wiv_cache_read_event(struct wiv_cache *c, const char *entry_id,
 			slot_forget(c, name);
 		else {
 			discard(c, name, fd, key_for_log,
-				(size_t)got < ev->length
-				    ? "event past end of file"
-				    : "event checksum mismatch");
+				(size_t)got < len ? "event past end of file"
+						  : "event checksum mismatch");
 			err = EBADMSG;
 		}
 		close_entry(c, fd, slot);

@@ -35,6 +35,7 @@
 
 #include "wivaudit/fuse_ops.h"
 #include "wivaudit/jobs.h"
+#include "wivaudit/jsonl_view.h"
 #include "wivaudit/log.h"
 
 /* Event files never change once seen: the kernel may trust their names and
@@ -249,7 +250,8 @@ static void drop_changed_listings(void *arg, const char *org)
 	if (!r)
 		return;
 	r->kind = DROP_LISTINGS;
-	if (asprintf(&r->prefix, "/%s", org ? org : "") < 0) {
+	if (asprintf(&r->prefix, "/%s%s", org && f->cfg.jsonl ? "org=" : "",
+		     org ? org : "") < 0) {
 		free(r);
 		return;
 	}
@@ -257,7 +259,9 @@ static void drop_changed_listings(void *arg, const char *org)
 }
 
 /* Ids of the directories the kernel knows at or below prefix ("/": only
- * the root, whose children are the orgs). Returns a malloc'd array. */
+ * the root, whose children are the orgs), and in the JSON Lines view the
+ * files too: a day's file grows when an object lands within its window.
+ * Returns a malloc'd array. */
 static uint64_t *dirs_below(struct wiv_fuse *f, const char *prefix, size_t *n)
 {
 	size_t len = strlen(prefix);
@@ -274,7 +278,8 @@ static uint64_t *dirs_below(struct wiv_fuse *f, const char *prefix, size_t *n)
 	uint64_t *ids = malloc((f->nnodes + 1) * sizeof(*ids));
 	for (size_t i = 0; ids && i < f->nbuckets; i++)
 		for (struct node *nd = f->buckets[i]; nd; nd = nd->next)
-			if (nd->is_dir && strncmp(nd->path, prefix, len) == 0 &&
+			if ((nd->is_dir || f->cfg.jsonl) &&
+			    strncmp(nd->path, prefix, len) == 0 &&
 			    (nd->path[len] == '\0' || nd->path[len] == '/'))
 				ids[(*n)++] = nd->ino;
 	pthread_mutex_unlock(&f->nodes_lock);
@@ -326,7 +331,43 @@ static void fill_stat(const struct wiv_fuse *f, const struct wiv_node_attr *a,
 
 static double timeout_of(const struct wiv_fuse *f, const struct wiv_node_attr *a)
 {
-	return a->is_dir ? f->cfg.list_ttl_s : EVENT_TIMEOUT_S;
+	return a->is_dir || f->cfg.jsonl ? f->cfg.list_ttl_s : EVENT_TIMEOUT_S;
+}
+
+/* ---- the layout's view of the tree ---- */
+
+static int view_stat(struct wiv_fuse *f, const char *path,
+		     struct wiv_node_attr *a)
+{
+	return f->cfg.jsonl ? wiv_jsonl_stat(f->cfg.tree, path, a)
+			    : wiv_tree_stat(f->cfg.tree, path, a);
+}
+
+static int view_readdir(struct wiv_fuse *f, const char *path, off_t start,
+			wiv_dirent_fn fn, void *arg)
+{
+	return f->cfg.jsonl
+		       ? wiv_jsonl_readdir(f->cfg.tree, path, start, fn, arg)
+		       : wiv_tree_readdir(f->cfg.tree, path, start, fn, arg);
+}
+
+static int view_read(struct wiv_fuse *f, const char *path, char *buf,
+		     size_t size, off_t off, size_t *n)
+{
+	return f->cfg.jsonl
+		       ? wiv_jsonl_read(f->cfg.tree, path, buf, size, off, n)
+		       : wiv_tree_read_path(f->cfg.tree, path, buf, size, off,
+					    n);
+}
+
+static int view_xattr(struct wiv_fuse *f, const char *path, const char *name,
+		      char *buf, size_t size, size_t *len)
+{
+	return f->cfg.jsonl
+		       ? wiv_jsonl_xattr(f->cfg.tree, path, name, buf, size,
+					 len)
+		       : wiv_tree_xattr(f->cfg.tree, path, name, buf, size,
+					len);
 }
 
 static void fill_entry(const struct wiv_fuse *f, const struct wiv_node_attr *a,
@@ -372,7 +413,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	int err = child_path(f, parent, name, path);
 	if (!err)
-		err = wiv_tree_stat(f->cfg.tree, path, &a);
+		err = view_stat(f, path, &a);
 	if (err == ENOENT) {
 		/* A negative entry, cached for as long as a listing. */
 		memset(&e, 0, sizeof(e));
@@ -425,7 +466,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct wiv_node_attr a;
 	int err = node_path(f, ino, path);
 	if (!err)
-		err = wiv_tree_stat(f->cfg.tree, path, &a);
+		err = view_stat(f, path, &a);
 	if (err) {
 		fuse_reply_err(req, err);
 		return;
@@ -474,9 +515,14 @@ static int add_child(void *arg, const char *name,
 	off_t off = next + FIRST_CHILD_OFFSET;
 	struct fuse_entry_param e;
 	fill_entry(d->f, a, &e);
-	if (!d->plus) {
-		size_t need = fuse_add_direntry(d->req, d->buf + d->used, room,
-						name, &e.attr, off);
+	if (!d->plus || a->name_only) {
+		/* Name only: node id 0, so the kernel looks the name up. */
+		struct fuse_entry_param bare = {.attr = e.attr};
+		size_t need =
+			d->plus ? fuse_add_direntry_plus(d->req, d->buf + d->used,
+							 room, name, &bare, off)
+				: fuse_add_direntry(d->req, d->buf + d->used,
+						    room, name, &e.attr, off);
 		if (need > room)
 			return 1;
 		d->used += need;
@@ -570,7 +616,7 @@ static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (room) {
 		off_t start = off > FIRST_CHILD_OFFSET ? off - FIRST_CHILD_OFFSET
 						       : 0;
-		err = wiv_tree_readdir(f->cfg.tree, path, start, add_child, &d);
+		err = view_readdir(f, path, start, add_child, &d);
 	}
 	if (!err && d.err && d.used == 0)
 		err = d.err;
@@ -621,7 +667,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (!err && !buf)
 		err = ENOMEM;
 	if (!err)
-		err = wiv_tree_read_path(f->cfg.tree, path, buf, size, off, &n);
+		err = view_read(f, path, buf, size, off, &n);
 	atomic_fetch_add(&f->event_reads, 1);
 	if (err)
 		fuse_reply_err(req, err);
@@ -641,7 +687,7 @@ static void reply_xattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	if (!err && size && !buf)
 		err = ENOMEM;
 	if (!err)
-		err = wiv_tree_xattr(f->cfg.tree, path, name, buf, size, &len);
+		err = view_xattr(f, path, name, buf, size, &len);
 	if (err)
 		fuse_reply_err(req, err);
 	else if (size == 0)

@@ -19,7 +19,7 @@
 #include "wivaudit/log.h"
 #include "wivaudit/opts.h"
 #include "wivaudit/source.h"
-#include "wivaudit/source_spec.h"
+#include "wivaudit/source_open.h"
 #include "wivaudit/tree.h"
 
 #define PROG "mount.wivaudit"
@@ -51,44 +51,12 @@ static void route_fuse_log(enum fuse_log_level level, const char *fmt,
 		"fuse: %s", line);
 }
 
-/* Opens the source the user named: s3://bucket[/prefix], a directory, or a
- * bare bucket name; with none, the bucket of the configuration file. */
 static struct wiv_source *open_source(struct wiv_options *o, char **prefix)
 {
 	char err[512] = "";
-	struct wiv_source_spec spec;
-	struct wiv_source *src = NULL;
-
-	if (wiv_source_spec_resolve(o->source, o->prefix, &spec, err,
-				    sizeof(err)) != 0) {
+	struct wiv_source *src = wiv_source_open(o, prefix, err, sizeof(err));
+	if (!src)
 		fail("%s", err);
-		return NULL;
-	}
-	if (!o->region && spec.region)
-		o->region = strdup(spec.region);
-	if (spec.dir) {
-		src = wiv_source_dir_new(spec.dir, err, sizeof(err));
-	} else {
-		struct wiv_s3_config s3 = {
-			.bucket = spec.bucket,
-			.endpoint = o->endpoint,
-			.region = o->region,
-			.profile = o->profile,
-			.cafile = o->cafile,
-			.path_style = o->path_style,
-			.parallel = o->parallel,
-			.retries = o->retries,
-			.timeout_s = o->timeout,
-		};
-		src = wiv_source_s3_new(&s3, err, sizeof(err));
-	}
-	if (src) {
-		*prefix = spec.prefix;
-		spec.prefix = NULL;
-	} else {
-		fail("%s", err);
-	}
-	wiv_source_spec_free(&spec);
 	return src;
 }
 
@@ -260,6 +228,7 @@ int main(int argc, char **argv)
 		.file_mode = 0444 & ~opts.umask,
 		.dir_mode = 0555 & ~opts.umask,
 		.list_ttl_s = opts.list_ttl,
+		.jsonl = opts.jsonl,
 	};
 	rc = serve(&opts, &args, &fsdata, cache);
 out:

@@ -18,6 +18,7 @@ enum {
 	KEY_VERSION,
 	KEY_CACHE_SIZE,
 	KEY_FORMAT,
+	KEY_LAYOUT,
 	KEY_UID,
 	KEY_GID,
 	KEY_UMASK,
@@ -49,6 +50,7 @@ static const struct fuse_opt option_table[] = {
 	WIV_OPT("debug", debug, 1),
 	FUSE_OPT_KEY("cache_size=", KEY_CACHE_SIZE),
 	FUSE_OPT_KEY("format=", KEY_FORMAT),
+	FUSE_OPT_KEY("layout=", KEY_LAYOUT),
 	FUSE_OPT_KEY("uid=", KEY_UID),
 	FUSE_OPT_KEY("gid=", KEY_GID),
 	FUSE_OPT_KEY("umask=", KEY_UMASK),
@@ -209,6 +211,12 @@ static int handle_option(void *data, const char *arg, int key,
 		else
 			return bad_option(st, arg, "expected pretty or compact");
 		return 0;
+	case KEY_LAYOUT:
+		if (strcmp(value, "tree") == 0 || strcmp(value, "jsonl") == 0)
+			o->jsonl = strcmp(value, "jsonl") == 0;
+		else
+			return bad_option(st, arg, "expected tree or jsonl");
+		return 0;
 	case KEY_UID:
 		if (parse_u32(value, UINT32_MAX - 1, &n))
 			return bad_option(st, arg, "expected a numeric uid");
@@ -341,6 +349,8 @@ void wiv_opts_usage(const char *progname)
 	       "  -o list_ttl=SECONDS    how long a listing is trusted (default: 60)\n"
 	       "  -o window=SECONDS      date rule window W (default: 86400)\n"
 	       "  -o format=pretty|compact  event file layout (default: pretty)\n"
+	       "  -o layout=tree|jsonl      per-event tree (default) or one JSON\n"
+	       "                            Lines file per org, day and type\n"
 	       "  -o offline             never contact S3; serve the cache\n"
 	       "  -o parallel=N          concurrent downloads (default: 8)\n"
 	       "  -o readahead=DAYS      days a directory walk fetches ahead in\n"

@@ -484,6 +484,7 @@ static void event_dir_free(struct event_dir *d)
 		free(d->entries[i].event_type);
 	}
 	free(d->entries);
+	free(d->line_ends);
 	wiv_strmap_clear(&d->by_name);
 	free(d);
 }
@@ -602,8 +603,8 @@ static int build_event_dir(struct wiv_tree *t, struct event_dir *d,
 	return err;
 }
 
-static struct event_dir *find_event_dir(struct wiv_tree *t, struct org *o,
-					int64_t day, enum wiv_log_type type)
+struct event_dir *wiv_tree_find_event_dir(struct wiv_tree *t, struct org *o,
+					  int64_t day, enum wiv_log_type type)
 {
 	for (struct event_dir *d = t->dir_buckets[dir_bucket(t, o, day, type)];
 	     d; d = d->hash_next)
@@ -612,13 +613,11 @@ static struct event_dir *find_event_dir(struct wiv_tree *t, struct org *o,
 	return NULL;
 }
 
-/* The built event directory of org/day/type, loading the objects it needs.
- * Called and returns with the lock held (released while downloading). */
-static int get_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
+int wiv_tree_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
 			 enum wiv_log_type type, struct event_dir **out)
 {
 	for (int attempt = 0;; attempt++) {
-		struct event_dir *d = find_event_dir(t, o, day, type);
+		struct event_dir *d = wiv_tree_find_event_dir(t, o, day, type);
 		if (d && d->generation == o->generation) {
 			lru_unlink(t, d);
 			lru_push_front(t, d);
@@ -665,6 +664,7 @@ static int get_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
 			d->day = day;
 			d->type = type;
 			d->generation = generation;
+			d->serial = ++t->dir_serial;
 			err = build_event_dir(t, d, objs, n);
 		}
 		release_indexes(t, objs, acquired, n);
@@ -674,7 +674,7 @@ static int get_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
 			return err ? err : ENOMEM;
 		}
 		/* Another thread may have built it meanwhile. */
-		struct event_dir *other = find_event_dir(t, o, day, type);
+		struct event_dir *other = wiv_tree_find_event_dir(t, o, day, type);
 		if (other)
 			drop_event_dir(t, other);
 		lru_push_front(t, d);
@@ -838,7 +838,7 @@ static int find_entry(struct wiv_tree *t, const struct tree_path *tp,
 	if (!wiv_catalog_has_day(o->types[tp->type].days, o->types[tp->type].ndays, day))
 		return ENOENT;
 	struct event_dir *d;
-	int err = get_event_dir(t, o, day, tp->type, &d);
+	int err = wiv_tree_event_dir(t, o, day, tp->type, &d);
 	if (err)
 		return err;
 	uint32_t i;
@@ -992,7 +992,7 @@ int wiv_tree_readdir(struct wiv_tree *t, const char *path, off_t start,
 			break;
 		}
 		struct event_dir *d;
-		err = get_event_dir(t, o, day, tp.type, &d);
+		err = wiv_tree_event_dir(t, o, day, tp.type, &d);
 		/* Large directories come in many calls: start where asked. */
 		for (size_t i = (size_t)start; !err && i < d->n && !w.stop;
 		     i++) {
@@ -1011,14 +1011,7 @@ out:
 
 /* ---- files ---- */
 
-/* What a read needs of an event file, copied out of its directory so that
- * the tree lock is not held while reading the cache. */
-struct event_ref {
-	struct object *obj;
-	struct wiv_cached_event event; /* offset, length and crc only */
-};
-
-static void entry_ref(const struct entry *e, struct event_ref *ref)
+void wiv_tree_entry_ref(const struct entry *e, struct event_ref *ref)
 {
 	ref->obj = e->obj;
 	ref->event.offset = e->offset;
@@ -1039,29 +1032,34 @@ static int find_event_ref(struct wiv_tree *t, const char *path,
 	if (!err)
 		err = find_entry(t, &tp, o, &e);
 	if (!err)
-		entry_ref(e, ref);
+		wiv_tree_entry_ref(e, ref);
 	pthread_mutex_unlock(&t->lock);
 	return err;
 }
 
-/* Reads the event text (ref->event.length bytes) from the cache, refetching
- * the object if its entry was evicted or found damaged meanwhile. */
-static int read_event_text(struct wiv_tree *t, const struct event_ref *ref,
-			   char *text)
+int wiv_tree_read_events(struct wiv_tree *t, struct object *obj,
+			 const struct wiv_cached_event *evs, size_t n,
+			 char *text)
 {
-	int err = wiv_cache_read_event(t->cfg.cache, ref->obj->entry_id,
-				       ref->obj->key, &ref->event, text);
+	int err = wiv_cache_read_events(t->cfg.cache, obj->entry_id, obj->key,
+					evs, n, text);
 	if (err != ENOENT && err != EBADMSG)
 		return err;
 	/* Same key and ETag: the refetched entry holds the same texts at the
 	 * same offsets. */
 	struct wiv_object_index *index = NULL;
-	err = load_index(t, ref->obj, &index);
+	err = load_index(t, obj, &index);
 	wiv_object_index_free(index);
 	if (!err)
-		err = wiv_cache_read_event(t->cfg.cache, ref->obj->entry_id,
-					   ref->obj->key, &ref->event, text);
+		err = wiv_cache_read_events(t->cfg.cache, obj->entry_id,
+					    obj->key, evs, n, text);
 	return err ? EIO : 0;
+}
+
+int wiv_tree_read_event(struct wiv_tree *t, const struct event_ref *ref,
+			char *text)
+{
+	return wiv_tree_read_events(t, ref->obj, &ref->event, 1, text);
 }
 
 int wiv_tree_read_path(struct wiv_tree *t, const char *path, char *buf,
@@ -1076,7 +1074,7 @@ int wiv_tree_read_path(struct wiv_tree *t, const char *path, char *buf,
 	char *text = malloc(ref.event.length);
 	if (!text)
 		return ENOMEM;
-	err = read_event_text(t, &ref, text);
+	err = wiv_tree_read_event(t, &ref, text);
 	if (!err) {
 		size_t avail = ref.event.length - (size_t)off;
 		*nread = size < avail ? size : avail;
@@ -1107,7 +1105,7 @@ int wiv_tree_event_texts(struct wiv_tree *t, const char *path, size_t start,
 					 path_day(&tp)))
 		err = ENOENT;
 	if (!err)
-		err = get_event_dir(t, o, path_day(&tp), tp.type, &d);
+		err = wiv_tree_event_dir(t, o, path_day(&tp), tp.type, &d);
 	if (!err && d->n > start) {
 		files = malloc((d->n - start) * sizeof(*files));
 		if (!files)
@@ -1120,7 +1118,7 @@ int wiv_tree_event_texts(struct wiv_tree *t, const char *path, size_t start,
 		bytes += e->length;
 		longest = e->length > longest ? e->length : longest;
 		files[n].ino = e->ino;
-		entry_ref(e, &files[n].ref);
+		wiv_tree_entry_ref(e, &files[n].ref);
 		n++;
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -1129,7 +1127,7 @@ int wiv_tree_event_texts(struct wiv_tree *t, const char *path, size_t start,
 	if (n && !text)
 		err = ENOMEM;
 	for (size_t i = 0; i < n && !err; i++) {
-		err = read_event_text(t, &files[i].ref, text);
+		err = wiv_tree_read_event(t, &files[i].ref, text);
 		if (!err && fn(arg, files[i].ino, text,
 			       files[i].ref.event.length))
 			break;

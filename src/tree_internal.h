@@ -84,6 +84,10 @@ struct event_dir {
 	struct entry *entries; /* in (key_ms, key, position) order */
 	size_t n;
 	struct wiv_strmap by_name;
+	uint64_t serial;       /* unique per build: tells a rebuilt one apart */
+	/* The JSON Lines view's end offset of each event's line (n + 1
+	 * entries, [0] = 0), or NULL until that view first needs it. */
+	uint64_t *line_ends;
 	struct event_dir *lru_prev, *lru_next;
 	struct event_dir *hash_next; /* chain in the tree's dir index */
 };
@@ -108,6 +112,7 @@ struct wiv_tree {
 	struct event_dir **dir_buckets;
 	size_t ndir_buckets; /* a power of two */
 	size_t ndirs;
+	uint64_t dir_serial; /* of the last directory built */
 	struct wiv_tree_observer observer;
 	/* Indexes kept in memory, most recent first, bounded by events. */
 	struct object *index_head, *index_tail;
@@ -152,6 +157,39 @@ size_t wiv_catalog_first_object(const struct type_listing *tl, int64_t ms);
  * -1 if there is none. */
 int64_t wiv_catalog_newest_between(const struct org *o, int type_mask,
 				   int64_t from_ms, int64_t to_ms);
+
+/* What a read needs of an event file, copied out of its directory so that
+ * the tree lock is not held while reading the cache. */
+struct event_ref {
+	struct object *obj;
+	struct wiv_cached_event event; /* offset, length and crc only */
+};
+
+/* The built event directory of org/day/type, loading the objects it needs.
+ * Called and returns with the lock held (released while downloading).
+ * Returns 0 or errno. */
+int wiv_tree_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
+		       enum wiv_log_type type, struct event_dir **out);
+
+/* The built directory of org/day/type if it is in memory, else NULL. Lock
+ * held. */
+struct event_dir *wiv_tree_find_event_dir(struct wiv_tree *t, struct org *o,
+					  int64_t day, enum wiv_log_type type);
+
+/* Copies what a read of entry e needs into *ref. */
+void wiv_tree_entry_ref(const struct entry *e, struct event_ref *ref);
+
+/* Reads the event text (ref->event.length bytes) from the cache into text,
+ * refetching the object if its entry was evicted or damaged meanwhile. Lock
+ * not held. Returns 0 or errno. */
+int wiv_tree_read_event(struct wiv_tree *t, const struct event_ref *ref,
+			char *text);
+
+/* Reads the texts of n events of obj that lie back to back in its cache
+ * entry (see wiv_cache_read_events) into text, as wiv_tree_read_event. */
+int wiv_tree_read_events(struct wiv_tree *t, struct object *obj,
+			 const struct wiv_cached_event *evs, size_t n,
+			 char *text);
 
 /* Frees every org and object, the retired ones too. */
 void wiv_catalog_free(struct wiv_tree *t);

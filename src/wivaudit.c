@@ -18,6 +18,8 @@ static const struct command commands[] = {
      wiv_cli_setup},
     {"doctor", "check credentials, bucket, permissions and deliveries",
      wiv_cli_doctor},
+    {"export", "write the JSON Lines view (org=/date=/type=) to a directory",
+     wiv_cli_export},
 };
 
 static void usage(FILE *f)

@@ -87,6 +87,14 @@ int wiv_cache_read_event(struct wiv_cache *c, const char *entry_id,
 			 const char *key_for_log,
 			 const struct wiv_cached_event *ev, char *buf);
 
+/* Reads the texts of n (>= 1) events of one entry that lie back to back
+ * (each offset the previous one's plus its length) into buf with one read,
+ * checking every crc. Returns as wiv_cache_read_event. */
+int wiv_cache_read_events(struct wiv_cache *c, const char *entry_id,
+			  const char *key_for_log,
+			  const struct wiv_cached_event *evs, size_t n,
+			  char *buf);
+
 /* Returns a new index of no events with that status (caller frees), or
  * NULL if out of memory. */
 struct wiv_object_index *wiv_object_index_new_empty(enum wiv_object_status status);

@@ -14,4 +14,8 @@ int wiv_cli_setup(int argc, char **argv);
  * needs, one line each; exit 1 at the first failure. */
 int wiv_cli_doctor(int argc, char **argv);
 
+/* wivaudit export [SOURCE] DIR [--org ID] [--from D] [--to D] [-o opts]
+ * [--json] (src/cli_export.c): the JSON Lines view written to DIR. */
+int wiv_cli_export(int argc, char **argv);
+
 #endif

@@ -16,6 +16,7 @@ struct wiv_fs {
 	mode_t file_mode; /* permission bits of event files */
 	mode_t dir_mode;
 	double list_ttl_s;
+	bool jsonl; /* the JSON Lines view (jsonl_view.h), not the tree */
 };
 
 struct wiv_fuse;

@@ -23,6 +23,7 @@ struct wiv_options {
 	unsigned list_ttl;
 	int64_t window;
 	enum wiv_layout layout;
+	bool jsonl;        /* layout=jsonl: the JSON Lines view */
 	unsigned parallel;
 	unsigned readahead; /* days */
 	unsigned retries;

@@ -52,6 +52,9 @@ struct wiv_node_attr {
 	uint64_t size;    /* exact for event files */
 	int64_t mtime_s;
 	unsigned nlink;
+	/* Only is_dir and ino are known (a listing that must not download):
+	 * the caller asks for the rest with a stat of the child. */
+	bool name_only;
 };
 
 struct wiv_tree;

@@ -1,0 +1,42 @@
+/* Opening the source a command line names: the S3 client or the local
+ * mirror, from the resolved SOURCE and the -o options. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "wivaudit/source_open.h"
+#include "wivaudit/source_spec.h"
+
+struct wiv_source *wiv_source_open(struct wiv_options *o, char **prefix,
+				   char *err, size_t errlen)
+{
+	struct wiv_source_spec spec;
+	struct wiv_source *src = NULL;
+
+	if (wiv_source_spec_resolve(o->source, o->prefix, &spec, err,
+				    errlen) != 0)
+		return NULL;
+	if (!o->region && spec.region)
+		o->region = strdup(spec.region);
+	if (spec.dir) {
+		src = wiv_source_dir_new(spec.dir, err, errlen);
+	} else {
+		struct wiv_s3_config s3 = {
+			.bucket = spec.bucket,
+			.endpoint = o->endpoint,
+			.region = o->region,
+			.profile = o->profile,
+			.cafile = o->cafile,
+			.path_style = o->path_style,
+			.parallel = o->parallel,
+			.retries = o->retries,
+			.timeout_s = o->timeout,
+		};
+		src = wiv_source_s3_new(&s3, err, errlen);
+	}
+	if (src) {
+		*prefix = spec.prefix;
+		spec.prefix = NULL;
+	}
+	wiv_source_spec_free(&spec);
+	return src;
+}
