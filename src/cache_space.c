@@ -377,7 +377,9 @@ int wiv_cache_space_reserve(struct wiv_cache *c, uint64_t *held, uint64_t end,
 			return EFBIG;
 		}
 	}
-	err = ensure_free(c, need, sf);
+	/* The filesystem needs room for what is about to be written; the
+	 * step reserved ahead is cache_size's business only. */
+	err = ensure_free(c, end - *held, sf);
 	if (err) {
 		give_back(c, need);
 		return err;

@@ -106,7 +106,12 @@ static int cmd_stats(const char *dir, int dir_fd)
 		return 2;
 	}
 	err = wiv_mount_stats_list(dir_fd, &mounts, &n);
-	if (err) {
+	if (err == ELOOP) {
+		printf("mounts/ is a symlink: not followed, running mounts "
+		       "unknown (see 'wivaudit cache verify')\n");
+		mounts = NULL;
+		n = 0;
+	} else if (err) {
 		fprintf(stderr, PROG ": %s/mounts: %s\n", wiv_esc(dir).s,
 			strerror(err));
 		return 2;
