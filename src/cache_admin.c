@@ -62,20 +62,23 @@ static int kind_of(enum dir_kind dk, const char *n, const struct stat *st)
 	return -1;
 }
 
-/* Calls fn for each file of interest in sub (a path below dir_fd). */
-static int walk_dir(int dir_fd, const char *sub, enum dir_kind dk, file_fn fn,
-		    void *arg)
+/* Calls fn for each file of interest in the directory name of parent_fd,
+ * whose path relative to the cache directory is prefix + name. */
+static int walk_dir(int parent_fd, const char *prefix, const char *name,
+		    enum dir_kind dk, file_fn fn, void *arg)
 {
+	char sub[64];
 	struct stat st;
 	struct dirent *de;
 	int fd, err = 0;
 	DIR *d;
 
-	if (fstatat(dir_fd, sub, &st, AT_SYMLINK_NOFOLLOW) != 0)
+	snprintf(sub, sizeof(sub), "%s%s", prefix, name);
+	if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return errno == ENOENT ? 0 : errno;
 	if (S_ISLNK(st.st_mode))
-		return fn(arg, F_SYMLINK, dir_fd, sub, sub, &st);
-	fd = openat(dir_fd, sub,
+		return fn(arg, F_SYMLINK, parent_fd, name, sub, &st);
+	fd = openat(parent_fd, name,
 		    O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : errno;
@@ -129,12 +132,10 @@ static int walk(int dir_fd, file_fn fn, void *arg)
 			close(obj_fd);
 		}
 		while (!err && top && (de = readdir(top))) {
-			char sub[16];
-
 			if (strlen(de->d_name) != 2 || !is_hex(de->d_name, 2))
 				continue;
-			snprintf(sub, sizeof(sub), "objects/%s", de->d_name);
-			err = walk_dir(dir_fd, sub, D_OBJECTS, fn, arg);
+			err = walk_dir(dirfd(top), "objects/", de->d_name,
+				       D_OBJECTS, fn, arg);
 		}
 		if (top)
 			closedir(top);
@@ -142,9 +143,9 @@ static int walk(int dir_fd, file_fn fn, void *arg)
 		err = errno;
 	}
 	if (!err)
-		err = walk_dir(dir_fd, "listings", D_LISTINGS, fn, arg);
+		err = walk_dir(dir_fd, "", "listings", D_LISTINGS, fn, arg);
 	if (!err)
-		err = walk_dir(dir_fd, "mounts", D_MOUNTS, fn, arg);
+		err = walk_dir(dir_fd, "", "mounts", D_MOUNTS, fn, arg);
 	return err;
 }
 

@@ -41,6 +41,7 @@ static bool next_comp(const char **rest, char comp[NAME_MAX + 1], bool *last)
 
 	while (*s == '/')
 		s++;
+	*rest = s;
 	if (!*s)
 		return false;
 	e = strchr(s, '/');

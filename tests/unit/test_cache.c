@@ -6,6 +6,8 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -15,6 +17,7 @@
 #include <zlib.h>
 
 #include "check.h"
+#include "wivaudit/cachedir.h"
 
 /* Offsets of the on-disk format (see src/cache.c), for damage tests that
  * must get past the checksums to reach a specific check. */
@@ -726,6 +729,62 @@ static void test_counters_and_inspect(void)
 	wiv_cache_close(c);
 }
 
+/* wiv_cachedir_open: parents, modes, symlinks others could have placed. */
+static void test_cachedir_open(void)
+{
+	char dir[512], path[600], link[700], err[512];
+	struct stat st;
+	int fd;
+
+	/* Parents only with WIV_CACHEDIR_PARENTS, each 0700. */
+	sub_path(dir, sizeof(dir), "fresh/.cache/wivaudit");
+	CHECK_INT(wiv_cachedir_open(dir, WIV_CACHEDIR_CREATE, &fd, err,
+				    sizeof(err)),
+		  ENOENT);
+	CHECK_INT(wiv_cachedir_open(dir,
+				    WIV_CACHEDIR_PARENTS |
+					WIV_CACHEDIR_PRIVATE,
+				    &fd, err, sizeof(err)),
+		  0);
+	CHECK(fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0700);
+	close(fd);
+	sub_path(path, sizeof(path), "fresh/.cache");
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0700);
+
+	/* A symlink of ours in a directory of ours is followed. */
+	sub_path(link, sizeof(link), "fresh/link");
+	CHECK(symlink(dir, link) == 0);
+	CHECK_INT(wiv_cachedir_open(link, WIV_CACHEDIR_PRIVATE, &fd, err,
+				    sizeof(err)),
+		  0);
+	close(fd);
+
+	/* A plain file is no directory. */
+	sub_path(path, sizeof(path), "fresh/file");
+	close(open(path, O_CREAT | O_WRONLY, 0600));
+	CHECK(wiv_cachedir_open(path, 0, &fd, err, sizeof(err)) != 0 &&
+	      fd == -1);
+
+	if (geteuid() != 0)
+		return;
+	/* As root: a symlink in another user's directory is not followed,
+	 * even to create what it points to. */
+	sub_path(path, sizeof(path), "home-u");
+	CHECK(mkdir(path, 0755) == 0 && chown(path, 65533, 65533) == 0);
+	snprintf(link, sizeof(link), "%s/cache", path);
+	sub_path(dir, sizeof(dir), "rootonly");
+	CHECK(mkdir(dir, 0700) == 0);
+	snprintf(path, sizeof(path), "%s/new", dir);
+	CHECK(symlink(path, link) == 0 && lchown(link, 65533, 65533) == 0);
+	err[0] = '\0';
+	CHECK_INT(wiv_cachedir_open(link,
+				    WIV_CACHEDIR_CREATE | WIV_CACHEDIR_PRIVATE,
+				    &fd, err, sizeof(err)),
+		  ELOOP);
+	CHECK(strstr(err, "symlink") != NULL);
+	CHECK(!exists(path));
+}
+
 int main(void)
 {
 	if (!mkdtemp(base)) {
@@ -738,6 +797,7 @@ int main(void)
 	test_damage();
 	test_eviction();
 	test_refusals();
+	test_cachedir_open();
 	test_concurrency();
 	test_counters_and_inspect();
 	rm_rf(base);
