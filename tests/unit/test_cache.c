@@ -299,7 +299,7 @@ static void test_bad_and_abort(void)
 static void flip(const char *path, off_t off)
 {
 	int fd = open(path, O_RDWR);
-	unsigned char b;
+	unsigned char b = 0;
 
 	CHECK(fd >= 0 && pread(fd, &b, 1, off) == 1);
 	b ^= 0x10;
