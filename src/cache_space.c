@@ -199,7 +199,8 @@ static uint64_t remove_oldest(struct wiv_cache *c, struct scan *s,
 {
 	uint64_t removed = 0, n = 0;
 
-	qsort(s->items, s->n, sizeof(s->items[0]), by_mtime);
+	if (s->n)
+		qsort(s->items, s->n, sizeof(s->items[0]), by_mtime);
 	for (size_t i = 0; i < s->n && s->total > target; i++) {
 		struct scan_item *it = &s->items[i];
 		struct stat st;
