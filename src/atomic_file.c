@@ -1,34 +1,38 @@
-/* Temp file + rename. No fsync: every reader of these files checks what it
- * reads (or can live with an older copy), and syncing on every listing
- * refresh would cost more than rebuilding a lost file. */
+/* Temp file + rename, inside one directory reached by its descriptor. No
+ * fsync: every reader of these files checks what it reads (or can live with
+ * an older copy), and syncing on every listing refresh would cost more than
+ * rebuilding a lost file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include "wivaudit/atomic_file.h"
+#include "wivaudit/cachedir.h"
 
-int wiv_atomic_write(const char *path, const void *data, size_t len)
+int wiv_atomic_write(int dir_fd, const char *name, const void *data,
+		     size_t len)
 {
-	/* Unique per process and call, so that threads and daemons sharing a
-	 * directory never write the same temp file. */
-	static unsigned counter;
-	char tmp[4200];
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path, (int)getpid(),
-		 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+	char tmp[WIV_CACHEDIR_TMP_LEN];
+	const char *p = data;
+	size_t done = 0;
+	int fd, err = wiv_cachedir_tmp_create(dir_fd, tmp, &fd);
 
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-		      0600);
-	if (fd < 0)
-		return errno;
-	int err = 0;
-	if (write(fd, data, len) != (ssize_t)len)
-		err = errno ? errno : EIO;
-	if (close(fd) != 0 && !err)
-		err = errno;
-	if (!err && rename(tmp, path) != 0)
+	if (err)
+		return err;
+	while (!err && done < len) {
+		ssize_t n = write(fd, p + done, len - done);
+		if (n < 0 && errno != EINTR)
+			err = errno;
+		else if (n > 0)
+			done += (size_t)n;
+	}
+	/* renameat replaces a symlink at name, never what it points to. */
+	if (!err && renameat(dir_fd, tmp, dir_fd, name) != 0)
 		err = errno;
 	if (err)
-		unlink(tmp);
+		unlinkat(dir_fd, tmp, 0);
+	if (close(fd) != 0 && !err)
+		err = errno;
 	return err;
 }

@@ -19,19 +19,25 @@
  * entry fails its checks and is refetched, which is cheaper than syncing
  * every object.
  *
- * Recency for LRU eviction is the file's mtime, set explicitly on use so it
- * survives remounts whatever the filesystem's atime mode. */
+ * An entry that cannot be kept on disk (larger than cache_size, a full
+ * filesystem even after eviction, a write error, a symlink in the way) is
+ * written to a memfd in the same format instead: served from memory, not
+ * kept. See cache_space.c for the bounds, cache_files.c for how entry files
+ * are reached. */
 #include "wivaudit/cache.h"
+#include "cache_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +45,7 @@
 #include <openssl/sha.h>
 #include <zlib.h>
 
+#include "wivaudit/cachedir.h"
 #include "wivaudit/log.h"
 #include "wivaudit/mount_stats.h"
 
@@ -78,74 +85,22 @@
 /* The reason given for an entry of another format version: not damage. */
 static const char other_version[] = "written by another version";
 
-/* "ab/" + 64 hex digits + ".wvc" */
-#define SUFFIX ".wvc"
-#define BASE_LEN (2 * SHA256_DIGEST_LENGTH + sizeof(SUFFIX) - 1)
-#define NAME_LEN (3 + BASE_LEN + 1)
-#define TMP_PREFIX ".tmp."
-#define TMP_NAME_LEN 64
-
-/* A temp file untouched this long belongs to a writer that died. */
-#define STRAY_TMP_AGE (15 * 60)
-/* Reads refresh an entry's recency at most this often (seconds): enough
- * precision for LRU without a metadata write per read. */
-#define TOUCH_INTERVAL 60
-#define FD_SLOTS 32
+#define NAME_LEN WIV_CACHE_NAME_LEN
 /* The stats file of a mount is rewritten at most this often (ms). */
 #define PUBLISH_INTERVAL_MS 1000
 #define WRITE_BUF (64 * 1024)
-
-/* Open entry files kept for reads. A slot is keyed by entry file name; a
- * stale slot (entry replaced or removed) is closed by its last user. A slot
- * may go on reading an entry another daemon evicted: harmless, as an entry
- * id always names the same content, and the space returns with the slot. */
-struct fd_slot {
-	char name[NAME_LEN];
-	int fd; /* -1: free */
-	dev_t dev;
-	ino_t ino;
-	unsigned refs;
-	bool stale;
-	uint64_t used;
-	time_t touched;
-};
-
-struct wiv_cache {
-	int dir_fd;
-	int obj_fd;
-	int lock_fd;
-	uint64_t max_bytes;
-	/* Protects everything below; never held across file I/O other than
-	 * close() of a descriptor nobody uses any more. */
-	pthread_mutex_t mu;
-	/* Bytes of entries on disk as far as this process knows; another
-	 * daemon's writes make it drift, and every eviction scan resets it. */
-	uint64_t total_bytes;
-	bool evicting;
-	uint64_t tick;
-	unsigned long tmp_counter;
-	struct fd_slot slots[FD_SLOTS];
-
-	/* Since open; atomics, so the lookup path takes no lock for them. */
-	atomic_uint_fast64_t hits, misses, downloads, download_bytes;
-	atomic_uint_fast64_t over_limit;
-	/* Publishing them for `wivaudit cache stats`: pub_mu serializes
-	 * writers of the stats file and guards pub; last_pub_ms picks, without
-	 * the lock, the one caller a second that writes. */
-	atomic_bool publishing;
-	atomic_int_fast64_t last_pub_ms;
-	pthread_mutex_t pub_mu;
-	struct wiv_mount_stats pub;
-	char *dir;
-};
 
 struct wiv_cache_writer {
 	struct wiv_cache *c;
 	char *key;
 	uint8_t hash[SHA256_DIGEST_LENGTH];
 	char name[NAME_LEN];
-	char tmp[TMP_NAME_LEN];
-	int fd;
+	char tmp[WIV_CACHEDIR_TMP_LEN];
+	int sub_fd; /* objects/XX; -1 once in memory */
+	int fd;	    /* the temp file, or the memfd once in memory */
+	bool in_memory;
+	uint64_t held; /* of cache_size, for the temp file */
+	uint64_t written_end; /* of what the temp file holds */
 	uint32_t n_events;
 	uint64_t data_len; /* text bytes added, flushed or not */
 	uint64_t flushed;
@@ -208,7 +163,7 @@ static void entry_name(const char *entry_id, uint8_t hash[SHA256_DIGEST_LENGTH],
 		name[3 + 2 * i] = hex[hash[i] >> 4];
 		name[4 + 2 * i] = hex[hash[i] & 15];
 	}
-	memcpy(name + 3 + 2 * SHA256_DIGEST_LENGTH, SUFFIX, sizeof(SUFFIX));
+	memcpy(name + 3 + 2 * SHA256_DIGEST_LENGTH, WIV_CACHE_SUFFIX, sizeof(WIV_CACHE_SUFFIX));
 }
 
 static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
@@ -245,152 +200,12 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static time_t mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return ts.tv_sec;
-}
-
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* --- descriptor cache ------------------------------------------------ */
-
-/* Marks slot i stale; returns its fd if the caller must close it (no user
- * left), else -1. Called with c->mu held. */
-static int retire_slot(struct wiv_cache *c, int i)
-{
-	int fd = -1;
-
-	c->slots[i].stale = true;
-	if (c->slots[i].refs == 0) {
-		fd = c->slots[i].fd;
-		c->slots[i].fd = -1;
-	}
-	return fd;
-}
-
-/* Finds an open descriptor for name and takes a reference on it. Returns
- * the slot, or -1. *touch says the caller should refresh the recency. */
-static int slot_acquire(struct wiv_cache *c, const char *name, int *fd,
-			bool *touch)
-{
-	int found = -1;
-
-	pthread_mutex_lock(&c->mu);
-	for (int i = 0; i < FD_SLOTS; i++) {
-		struct fd_slot *s = &c->slots[i];
-		if (s->fd >= 0 && !s->stale && strcmp(s->name, name) == 0) {
-			time_t now = mono_now();
-			s->refs++;
-			s->used = ++c->tick;
-			*touch = now - s->touched >= TOUCH_INTERVAL;
-			if (*touch)
-				s->touched = now;
-			*fd = s->fd;
-			found = i;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&c->mu);
-	return found;
-}
-
-static void slot_release(struct wiv_cache *c, int i)
-{
-	int fd = -1;
-
-	pthread_mutex_lock(&c->mu);
-	if (--c->slots[i].refs == 0 && c->slots[i].stale) {
-		fd = c->slots[i].fd;
-		c->slots[i].fd = -1;
-	}
-	pthread_mutex_unlock(&c->mu);
-	if (fd >= 0)
-		close(fd);
-}
-
-/* Hands fd (open on entry name, inode st) to the descriptor cache, holding
- * one reference if hold. Returns the slot, or -1 if the cache did not take
- * the fd (the caller still owns it). A slot for an older file of the same
- * name is retired. */
-static int slot_insert(struct wiv_cache *c, const char *name, int fd,
-		       const struct stat *st, bool hold)
-{
-	int victim = -1, closing[2] = {-1, -1};
-
-	pthread_mutex_lock(&c->mu);
-	for (int i = 0; i < FD_SLOTS; i++) {
-		struct fd_slot *s = &c->slots[i];
-		if (s->fd < 0 || s->stale || strcmp(s->name, name) != 0)
-			continue;
-		if (s->dev == st->st_dev && s->ino == st->st_ino) {
-			pthread_mutex_unlock(&c->mu);
-			return -1;
-		}
-		closing[0] = retire_slot(c, i);
-	}
-	for (int i = 0; i < FD_SLOTS; i++) {
-		struct fd_slot *s = &c->slots[i];
-		if (s->fd < 0) {
-			victim = i;
-			break;
-		}
-		if (s->refs == 0 &&
-		    (victim < 0 || s->used < c->slots[victim].used))
-			victim = i;
-	}
-	if (victim >= 0) {
-		struct fd_slot *s = &c->slots[victim];
-		closing[1] = s->fd;
-		memcpy(s->name, name, NAME_LEN);
-		s->fd = fd;
-		s->dev = st->st_dev;
-		s->ino = st->st_ino;
-		s->refs = hold ? 1 : 0;
-		s->stale = false;
-		s->used = ++c->tick;
-		s->touched = mono_now();
-	}
-	pthread_mutex_unlock(&c->mu);
-	for (int i = 0; i < 2; i++)
-		if (closing[i] >= 0)
-			close(closing[i]);
-	return victim;
-}
-
-/* Drops the cached descriptor of an entry that was removed. */
-static void slot_forget(struct wiv_cache *c, const char *name)
-{
-	int fd = -1;
-
-	pthread_mutex_lock(&c->mu);
-	for (int i = 0; i < FD_SLOTS; i++) {
-		struct fd_slot *s = &c->slots[i];
-		if (s->fd >= 0 && !s->stale && strcmp(s->name, name) == 0) {
-			fd = retire_slot(c, i);
-			break;
-		}
-	}
-	pthread_mutex_unlock(&c->mu);
-	if (fd >= 0)
-		close(fd);
-}
-
-/* Called with c->mu held. */
-static void adjust_total(struct wiv_cache *c, int64_t delta)
-{
-	if (delta < 0 && (uint64_t)-delta > c->total_bytes)
-		c->total_bytes = 0;
-	else
-		c->total_bytes += (uint64_t)delta;
 }
 
 /* Removes a damaged entry, but only if name still is the file fd reads:
@@ -401,13 +216,10 @@ static void discard(struct wiv_cache *c, const char *name, int fd,
 {
 	struct stat a, b;
 
-	if (fstat(fd, &a) == 0 &&
-	    fstatat(c->obj_fd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	if (fstat(fd, &a) == 0 && wiv_cache_stat_entry(c, name, &b) == 0 &&
 	    a.st_dev == b.st_dev && a.st_ino == b.st_ino &&
-	    unlinkat(c->obj_fd, name, 0) == 0) {
-		pthread_mutex_lock(&c->mu);
-		adjust_total(c, -(int64_t)b.st_size);
-		pthread_mutex_unlock(&c->mu);
+	    wiv_cache_unlink_entry(c, name) == 0) {
+		wiv_cache_space_removed(c, (uint64_t)b.st_size);
 		if (why == other_version)
 			wiv_info("cache: replacing the entry for %s (%s)",
 				 key_for_log, why);
@@ -415,7 +227,7 @@ static void discard(struct wiv_cache *c, const char *name, int fd,
 			wiv_warn("cache: removed damaged entry for %s (%s)",
 				 key_for_log, why);
 	}
-	slot_forget(c, name);
+	wiv_cache_slot_forget(c, name);
 }
 
 /* --- index encoding -------------------------------------------------- */
@@ -645,7 +457,7 @@ static int load(int fd, const struct stat *st,
 	return read_index(fd, &hd, out, NULL, why);
 }
 
-/* Whether base (64 hex digits + SUFFIX) names the entry of hash. */
+/* Whether base (64 hex digits + ".wvc") names the entry of hash. */
 static bool name_matches(const char *base, const uint8_t *hash)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -729,209 +541,6 @@ int wiv_cache_inspect(int fd, const char *base_name, bool deep,
 	return err;
 }
 
-/* --- directory scan and eviction ------------------------------------- */
-
-struct scan_item {
-	struct timespec mtime;
-	uint64_t size;
-	char name[NAME_LEN];
-};
-
-struct scan {
-	uint64_t total;
-	bool collect;
-	struct scan_item *items;
-	size_t n, cap;
-};
-
-static bool is_entry_name(const char *s)
-{
-	size_t len = strlen(s);
-
-	return len == BASE_LEN && strcmp(s + len - 4, SUFFIX) == 0;
-}
-
-/* A temp file is a writer's until rename; writers hold a flock on it, so a
- * temp file that is old and unlocked was left by a dead process. */
-static void clean_stray(int dir_fd, const char *name, time_t now)
-{
-	struct stat st;
-	int fd;
-
-	if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    now - st.st_mtim.tv_sec < STRAY_TMP_AGE)
-		return;
-	fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return;
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-		unlinkat(dir_fd, name, 0);
-	close(fd);
-}
-
-static int scan_add(struct scan *s, const char *sub, const char *base,
-		    const struct stat *st)
-{
-	struct scan_item *it;
-
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 1024;
-		struct scan_item *p = realloc(s->items, cap * sizeof(*p));
-		if (!p)
-			return ENOMEM;
-		s->items = p;
-		s->cap = cap;
-	}
-	it = &s->items[s->n++];
-	it->mtime = st->st_mtim;
-	it->size = (uint64_t)st->st_size;
-	memcpy(it->name, sub, 2);
-	it->name[2] = '/';
-	memcpy(it->name + 3, base, BASE_LEN + 1);
-	return 0;
-}
-
-static bool is_tmp_name(const char *s)
-{
-	return strncmp(s, TMP_PREFIX, sizeof(TMP_PREFIX) - 1) == 0;
-}
-
-static bool is_sub_name(const char *s)
-{
-	return strlen(s) == 2 && strspn(s, "0123456789abcdef") == 2;
-}
-
-static int scan_sub(struct scan *s, DIR *d, const char *sub, bool clean,
-		    time_t now)
-{
-	struct dirent *de;
-	int err = 0;
-
-	while (!err && (de = readdir(d))) {
-		struct stat st;
-
-		if (is_tmp_name(de->d_name)) {
-			if (clean)
-				clean_stray(dirfd(d), de->d_name, now);
-			continue;
-		}
-		if (!is_entry_name(de->d_name))
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
-		    !S_ISREG(st.st_mode))
-			continue;
-		s->total += (uint64_t)st.st_size;
-		if (s->collect)
-			err = scan_add(s, sub, de->d_name, &st);
-	}
-	return err;
-}
-
-/* Sums (and with s->collect lists) every entry; removes stray temp files if
- * clean. One readdir per subdirectory and one fstatat per entry: well under
- * a second for tens of thousands of entries. */
-static int scan_dir(struct wiv_cache *c, bool clean, struct scan *s)
-{
-	time_t now = time(NULL);
-	struct dirent *de;
-	int fd, err = 0;
-	DIR *top;
-
-	fd = openat(c->obj_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return errno;
-	top = fdopendir(fd);
-	if (!top) {
-		err = errno;
-		close(fd);
-		return err;
-	}
-	while (!err && (de = readdir(top))) {
-		DIR *d;
-
-		if (!is_sub_name(de->d_name))
-			continue;
-		fd = openat(c->obj_fd, de->d_name,
-			    O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0)
-			continue;
-		d = fdopendir(fd);
-		if (!d) {
-			err = errno;
-			close(fd);
-			break;
-		}
-		err = scan_sub(s, d, de->d_name, clean, now);
-		closedir(d);
-	}
-	closedir(top);
-	return err;
-}
-
-static int ts_cmp(const struct timespec *x, const struct timespec *y)
-{
-	if (x->tv_sec != y->tv_sec)
-		return x->tv_sec < y->tv_sec ? -1 : 1;
-	if (x->tv_nsec != y->tv_nsec)
-		return x->tv_nsec < y->tv_nsec ? -1 : 1;
-	return 0;
-}
-
-static int by_mtime(const void *a, const void *b)
-{
-	return ts_cmp(&((const struct scan_item *)a)->mtime,
-		      &((const struct scan_item *)b)->mtime);
-}
-
-/* Removes least recently used entries, never keep, until the total is
- * under 90% of the bound, so that eviction (a full scan) runs once per
- * tenth of the cache written rather than on every commit.
- *
- * Writes and reads need no lock between daemons sharing the directory
- * (rename is atomic, readers hold whole files), but eviction does: two
- * daemons scanning at once would each remove their own oldest tenth and
- * together empty the cache far below the bound. The flock on "lock" makes one
- * evict while the other skips and catches up (its total resynced) at its next
- * eviction. */
-static void evict(struct wiv_cache *c, const char *keep)
-{
-	struct scan s = {.collect = true};
-	uint64_t target = c->max_bytes / 10 * 9;
-	int err;
-
-	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0)
-		return;
-	err = scan_dir(c, false, &s);
-	if (err) {
-		wiv_warn("cache: cannot scan for eviction: %s", strerror(err));
-		goto out;
-	}
-	qsort(s.items, s.n, sizeof(s.items[0]), by_mtime);
-	for (size_t i = 0; i < s.n && s.total > target; i++) {
-		struct scan_item *it = &s.items[i];
-		struct stat st;
-
-		if (strcmp(it->name, keep) == 0)
-			continue;
-		/* Used or rewritten since the scan: no longer the oldest. */
-		if (!fstatat(c->obj_fd, it->name, &st, AT_SYMLINK_NOFOLLOW) &&
-		    ts_cmp(&st.st_mtim, &it->mtime) != 0)
-			continue;
-		if (unlinkat(c->obj_fd, it->name, 0) != 0 && errno != ENOENT)
-			continue;
-		slot_forget(c, it->name);
-		s.total -= it->size;
-	}
-	/* Commits that raced with the scan may be lost from the count; the
-	 * next eviction scan corrects it. */
-	pthread_mutex_lock(&c->mu);
-	c->total_bytes = s.total;
-	pthread_mutex_unlock(&c->mu);
-out:
-	free(s.items);
-	flock(c->lock_fd, LOCK_UN);
-}
-
 /* --- counters -------------------------------------------------------- */
 
 /* Writes the stats file, unless publishing stopped meanwhile. */
@@ -947,10 +556,16 @@ static void publish(struct wiv_cache *c)
 		c->pub.downloads = atomic_load(&c->downloads);
 		c->pub.download_bytes = atomic_load(&c->download_bytes);
 		c->pub.over_limit = atomic_load(&c->over_limit);
-		err = wiv_mount_stats_write(c->dir, &c->pub);
+		c->pub.evicted = atomic_load(&c->evicted);
+		c->pub.uncached = atomic_load(&c->uncached);
+		err = wiv_mount_stats_write(c->dir_fd, &c->pub);
 	}
 	pthread_mutex_unlock(&c->pub_mu);
-	if (err)
+	if (err == ELOOP && !atomic_exchange(&c->pub_link_logged, true))
+		wiv_err("cache: %s/mounts is a symlink: not followed; this "
+			"mount's counters are not published (remove it, or run "
+			"'wivaudit cache verify --repair')", c->dir);
+	else if (err)
 		wiv_debug("cache: cannot write the stats file: %s",
 			  strerror(err));
 }
@@ -993,6 +608,8 @@ void wiv_cache_counters(struct wiv_cache *c, struct wiv_cache_counters *out)
 	out->downloads = atomic_load(&c->downloads);
 	out->download_bytes = atomic_load(&c->download_bytes);
 	out->over_limit = atomic_load(&c->over_limit);
+	out->evicted = atomic_load(&c->evicted);
+	out->uncached = atomic_load(&c->uncached);
 }
 
 int wiv_cache_publish(struct wiv_cache *c, const char *mountpoint,
@@ -1024,7 +641,7 @@ void wiv_cache_unpublish(struct wiv_cache *c)
 {
 	pthread_mutex_lock(&c->pub_mu);
 	if (atomic_load(&c->publishing))
-		wiv_mount_stats_remove(c->dir, c->pub.pid);
+		wiv_mount_stats_remove(c->dir_fd, c->pub.pid);
 	atomic_store(&c->publishing, false);
 	free(c->pub.mountpoint);
 	free(c->pub.source);
@@ -1034,13 +651,57 @@ void wiv_cache_unpublish(struct wiv_cache *c)
 
 /* --- public ---------------------------------------------------------- */
 
-struct wiv_cache *wiv_cache_open(const char *dir, uint64_t max_bytes, char *err,
-				 size_t errlen)
+/* Formats the refusal of a symlink at rel (relative to the cache). */
+static void refuse_link(const struct wiv_cache *c, const char *rel, char *err,
+			size_t errlen)
 {
-	struct scan s = {0};
-	struct wiv_cache *c;
+	snprintf(err, errlen,
+		 "cache directory %s: %s is a symlink, and the cache never "
+		 "follows one: remove it (or run 'wivaudit cache verify "
+		 "--repair')", c->dir, rel);
+}
+
+/* Opens (creating) objects/ and lock; refuses a symlink in their place, in
+ * the place of listings/ or mounts/, or anywhere in objects/. */
+static int open_layout(struct wiv_cache *c, char *err, size_t errlen)
+{
+	static const char *const others[] = {"listings", "mounts"};
+	char link[WIV_CACHE_NAME_LEN + 16];
 	struct stat st;
-	int e;
+	int e = wiv_cachedir_sub(c->dir_fd, "objects", true, &c->obj_fd);
+
+	if (!e) {
+		c->lock_fd = openat(c->dir_fd, "lock",
+				    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+				    0600);
+		e = c->lock_fd < 0 ? errno : 0;
+		if (e == ELOOP)
+			refuse_link(c, "lock", err, errlen);
+	} else if (e == ELOOP) {
+		refuse_link(c, "objects", err, errlen);
+	}
+	for (int i = 0; i < 2 && !e; i++)
+		if (fstatat(c->dir_fd, others[i], &st, AT_SYMLINK_NOFOLLOW) ==
+			0 &&
+		    S_ISLNK(st.st_mode)) {
+			e = ELOOP;
+			refuse_link(c, others[i], err, errlen);
+		}
+	if (!e) {
+		e = wiv_cache_space_open(c, link, sizeof(link));
+		if (e == ELOOP)
+			refuse_link(c, link, err, errlen);
+	}
+	if (e && e != ELOOP)
+		snprintf(err, errlen, "cache directory %s: %s", c->dir,
+			 strerror(e));
+	return e;
+}
+
+struct wiv_cache *wiv_cache_open(const char *dir, int dir_flags,
+				 uint64_t max_bytes, char *err, size_t errlen)
+{
+	struct wiv_cache *c;
 
 	c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -1048,69 +709,25 @@ struct wiv_cache *wiv_cache_open(const char *dir, uint64_t max_bytes, char *err,
 		return NULL;
 	}
 	c->dir_fd = c->obj_fd = c->lock_fd = -1;
-	for (int i = 0; i < FD_SLOTS; i++)
+	for (size_t i = 0; i < sizeof(c->slots) / sizeof(c->slots[0]); i++)
 		c->slots[i].fd = -1;
 	c->max_bytes = max_bytes;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->pub_mu, NULL);
+	pthread_mutex_init(&c->evict_mu, NULL);
 	c->dir = strdup(dir);
 	if (!c->dir) {
 		snprintf(err, errlen, "cache: %s", strerror(ENOMEM));
 		goto bad;
 	}
-
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create cache directory %s: %s",
-			 dir, strerror(errno));
+	/* From here on the directory is only reached through dir_fd: a
+	 * rename or a symlink swapped in later redirects nothing. */
+	if (wiv_cachedir_open(dir,
+			      dir_flags | WIV_CACHEDIR_CREATE |
+				  WIV_CACHEDIR_PRIVATE,
+			      &c->dir_fd, err, errlen) != 0 ||
+	    open_layout(c, err, errlen) != 0)
 		goto bad;
-	}
-	c->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (c->dir_fd < 0 || fstat(c->dir_fd, &st) != 0) {
-		snprintf(err, errlen, "cache directory %s: %s", dir,
-			 strerror(errno));
-		goto bad;
-	}
-	/* Entries hold audit data and pass their checksums by construction:
-	 * a directory another user can write to could feed us forged events. */
-	if (st.st_uid != geteuid()) {
-		snprintf(err, errlen,
-			 "cache directory %s: owned by uid %u, not by us", dir,
-			 (unsigned)st.st_uid);
-		goto bad;
-	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		snprintf(err, errlen,
-			 "cache directory %s: writable by group or others "
-			 "(mode %03o); chmod 700 it",
-			 dir, (unsigned)(st.st_mode & 0777));
-		goto bad;
-	}
-	if (mkdirat(c->dir_fd, "objects", 0700) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cache directory %s: objects: %s", dir,
-			 strerror(errno));
-		goto bad;
-	}
-	c->obj_fd = openat(c->dir_fd, "objects",
-			   O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (c->obj_fd >= 0)
-		c->lock_fd =
-		    openat(c->dir_fd, "lock",
-			   O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (c->lock_fd < 0) {
-		snprintf(err, errlen, "cache directory %s: %s", dir,
-			 strerror(errno));
-		goto bad;
-	}
-	e = scan_dir(c, true, &s);
-	if (e) {
-		snprintf(err, errlen, "cache directory %s: %s", dir,
-			 strerror(e));
-		goto bad;
-	}
-	c->total_bytes = s.total;
-	/* The bound may have been lowered since the entries were written. */
-	if (s.total > max_bytes)
-		evict(c, "");
 	return c;
 bad:
 	wiv_cache_close(c);
@@ -1121,20 +738,43 @@ void wiv_cache_close(struct wiv_cache *c)
 {
 	if (!c)
 		return;
-	for (int i = 0; i < FD_SLOTS; i++)
-		if (c->slots[i].fd >= 0)
-			close(c->slots[i].fd);
+	wiv_cache_unpublish(c);
+	wiv_cache_slots_close(c);
 	if (c->dir_fd >= 0)
 		close(c->dir_fd);
 	if (c->obj_fd >= 0)
 		close(c->obj_fd);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
-	wiv_cache_unpublish(c);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->pub_mu);
+	pthread_mutex_destroy(&c->evict_mu);
 	free(c->dir);
 	free(c);
+}
+
+int wiv_cache_dir_fd(const struct wiv_cache *c)
+{
+	return c->dir_fd;
+}
+
+/* Loads the index of the memory entry name, if there is one. Returns 0,
+ * or ENOENT. */
+static int lookup_memory(struct wiv_cache *c, const char *name,
+			 const uint8_t *hash, struct wiv_object_index **out)
+{
+	const char *why = NULL;
+	bool touch;
+	struct stat st;
+	int fd, err, slot = wiv_cache_slot_acquire(c, name, true, &fd, &touch);
+
+	if (slot < 0)
+		return ENOENT;
+	err = fstat(fd, &st) == 0 ? load(fd, &st, hash, out, &why) : errno;
+	wiv_cache_slot_release(c, slot);
+	if (err)
+		wiv_cache_slot_forget(c, name);
+	return err ? ENOENT : 0;
 }
 
 int wiv_cache_lookup(struct wiv_cache *c, const char *entry_id,
@@ -1147,11 +787,15 @@ int wiv_cache_lookup(struct wiv_cache *c, const char *entry_id,
 	int fd, err;
 
 	entry_name(entry_id, hash, name);
-	fd = openat(c->obj_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		err = errno;
+	if (lookup_memory(c, name, hash, out) == 0) {
+		count(c, &c->hits, 1);
+		return 0;
+	}
+	err = wiv_cache_open_entry_file(c, name, &fd);
+	if (err) {
 		count(c, &c->misses, 1);
-		return err;
+		/* A symlink in the way (logged) is fetched around. */
+		return err == ELOOP ? ENOENT : err;
 	}
 	if (fstat(fd, &st) != 0) {
 		err = errno;
@@ -1168,7 +812,7 @@ int wiv_cache_lookup(struct wiv_cache *c, const char *entry_id,
 		return err;
 	}
 	futimens(fd, NULL);
-	if (slot_insert(c, name, fd, &st, false) < 0)
+	if (wiv_cache_slot_insert(c, name, fd, &st, false) < 0)
 		close(fd);
 	count(c, &c->hits, 1);
 	return 0;
@@ -1181,14 +825,13 @@ static int open_entry(struct wiv_cache *c, const char *name, int *fd, int *slot)
 	bool touch = false;
 	struct stat st;
 
-	*slot = slot_acquire(c, name, fd, &touch);
+	*slot = wiv_cache_slot_acquire(c, name, false, fd, &touch);
 	if (*slot < 0) {
-		*fd =
-		    openat(c->obj_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (*fd < 0)
-			return errno;
+		int err = wiv_cache_open_entry_file(c, name, fd);
+		if (err)
+			return err == ELOOP ? ENOENT : err;
 		if (fstat(*fd, &st) == 0)
-			*slot = slot_insert(c, name, *fd, &st, true);
+			*slot = wiv_cache_slot_insert(c, name, *fd, &st, true);
 		touch = true;
 	}
 	if (touch)
@@ -1199,7 +842,7 @@ static int open_entry(struct wiv_cache *c, const char *name, int *fd, int *slot)
 static void close_entry(struct wiv_cache *c, int fd, int slot)
 {
 	if (slot >= 0)
-		slot_release(c, slot);
+		wiv_cache_slot_release(c, slot);
 	else
 		close(fd);
 }
@@ -1209,7 +852,7 @@ static int replaced(struct wiv_cache *c, const char *name, int fd)
 {
 	struct stat a, b;
 
-	if (fstatat(c->obj_fd, name, &b, AT_SYMLINK_NOFOLLOW) != 0)
+	if (wiv_cache_stat_entry(c, name, &b) != 0)
 		return ENOENT;
 	if (fstat(fd, &a) == 0 &&
 	    (a.st_dev != b.st_dev || a.st_ino != b.st_ino))
@@ -1260,7 +903,7 @@ int wiv_cache_read_events(struct wiv_cache *c, const char *entry_id,
 		/* A cached descriptor may still read a file since replaced or
 		 * evicted, while the caller's index is of the current one. */
 		else if ((err = replaced(c, name, fd)) != 0)
-			slot_forget(c, name);
+			wiv_cache_slot_forget(c, name);
 		else {
 			discard(c, name, fd, key_for_log,
 				(size_t)got < len ? "event past end of file"
@@ -1273,64 +916,155 @@ int wiv_cache_read_events(struct wiv_cache *c, const char *entry_id,
 	}
 }
 
+/* Logs, once per cause, why an entry is served from memory. */
+static void note_memory(struct wiv_cache_writer *w, int why,
+			const struct wiv_cache_shortfall *sf)
+{
+	struct wiv_cache *c = w->c;
+
+	if (why == EFBIG && !atomic_exchange(&c->oversize_logged, true))
+		wiv_warn("cache: the entry for %s needs %" PRIu64 " bytes or "
+			 "more, %s cache_size (%" PRIu64 " bytes): served from "
+			 "memory, not kept; later ones are counted as "
+			 "'uncached' by 'wivaudit cache stats'",
+			 w->key, sf->needed,
+			 sf->needed > c->max_bytes
+			     ? "more than"
+			     : "more than the entries in use and the "
+			       "downloads under way leave of",
+			 c->max_bytes);
+	else if ((why == ENOSPC || why == EDQUOT) &&
+		 !atomic_exchange(&c->full_logged, true))
+		wiv_err("cache: the filesystem of %s is full (needed %" PRIu64
+			" bytes, free %" PRIu64 ", cache_size %" PRIu64
+			") even after evicting: objects are served from "
+			"memory, uncached, until space returns",
+			c->dir, sf->needed,
+			sf->free ? sf->free : wiv_cache_space_avail(c),
+			c->max_bytes);
+	else if (why != EFBIG && why != ENOSPC && why != EDQUOT &&
+		 why != ELOOP && !atomic_exchange(&c->io_logged, true))
+		wiv_err("cache: cannot write the entry for %s in %s: %s; "
+			"served from memory, not kept", w->key, c->dir,
+			strerror(why));
+}
+
+/* Copies bytes [0, len) of fd to mfd. */
+static int copy_out(int fd, int mfd, uint64_t len)
+{
+	size_t cap = 64 * 1024;
+	char *buf = malloc(cap);
+	int err = buf ? 0 : ENOMEM;
+
+	for (uint64_t off = 0; !err && off < len; off += cap) {
+		size_t n = len - off < cap ? (size_t)(len - off) : cap;
+		ssize_t got = pread_full(fd, buf, n, off);
+		if (got != (ssize_t)n)
+			err = got < 0 ? errno : EIO;
+		else
+			err = pwrite_full(mfd, buf, n, off);
+	}
+	free(buf);
+	return err;
+}
+
+/* Moves the unfinished entry to memory (why: the cause, for the log): what
+ * was written so far is copied to a memfd and the temp file removed.
+ * Returns 0 or errno. */
+static int to_memory(struct wiv_cache_writer *w, int why,
+		     const struct wiv_cache_shortfall *sf)
+{
+	int mfd = memfd_create("wivaudit-entry", MFD_CLOEXEC), err;
+
+	if (mfd < 0)
+		return errno;
+	if (w->fd >= 0) {
+		err = copy_out(w->fd, mfd, w->written_end);
+		if (err) {
+			close(mfd);
+			return err;
+		}
+		unlinkat(w->sub_fd, w->tmp, 0);
+		close(w->fd);
+	}
+	if (w->sub_fd >= 0)
+		close(w->sub_fd);
+	w->sub_fd = -1;
+	w->fd = mfd;
+	w->in_memory = true;
+	wiv_cache_space_release(w->c, &w->held);
+	note_memory(w, why, sf);
+	return 0;
+}
+
+/* Writes len bytes at off of the entry: to the temp file within the space
+ * reserved for it, or to memory once the disk cannot take it. */
+static int w_pwrite(struct wiv_cache_writer *w, const void *buf, size_t len,
+		    uint64_t off)
+{
+	struct wiv_cache_shortfall sf = {.needed = len};
+	int err;
+
+	if (!w->in_memory) {
+		err = wiv_cache_space_reserve(w->c, &w->held, off + len, &sf);
+		if (!err) {
+			err = pwrite_full(w->fd, buf, len, off);
+			if ((err == ENOSPC || err == EDQUOT) &&
+			    wiv_cache_space_free_up(w->c, len))
+				err = pwrite_full(w->fd, buf, len, off);
+		}
+		if (!err) {
+			if (off + len > w->written_end)
+				w->written_end = off + len;
+			return 0;
+		}
+		err = to_memory(w, err, &sf);
+		if (err)
+			return err;
+	}
+	return pwrite_full(w->fd, buf, len, off);
+}
+
 struct wiv_cache_writer *wiv_cache_writer_new(struct wiv_cache *c,
 					      const char *entry_id,
 					      const char *key)
 {
-	struct wiv_cache_writer *w = malloc(sizeof(*w));
-	char sub[3];
+	struct wiv_cache_writer *w;
+	struct wiv_cache_shortfall sf = {0};
+	int err;
 
-	if (!w)
-		return NULL;
-	w->c = c;
 	if (strlen(key) > MAX_KEY_LEN) {
-		free(w);
 		errno = ENAMETOOLONG;
 		return NULL;
 	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->c = c;
+	w->sub_fd = w->fd = -1;
 	w->key = strdup(key);
 	if (!w->key) {
 		free(w);
 		return NULL;
 	}
 	entry_name(entry_id, w->hash, w->name);
-	w->n_events = 0;
-	w->data_len = w->flushed = 0;
-	w->index = NULL;
-	w->index_len = w->index_cap = 0;
-	w->buf_len = 0;
-	memcpy(sub, w->name, 2);
-	sub[2] = '\0';
-	if (mkdirat(c->obj_fd, sub, 0700) != 0 && errno != EEXIST)
-		goto bad;
-	/* pid + counter is unique among live writers; a stale file of a dead
-	 * process with a recycled pid only costs another try. */
-	for (int tries = 0;; tries++) {
-		unsigned long n;
-
-		pthread_mutex_lock(&c->mu);
-		n = c->tmp_counter++;
-		pthread_mutex_unlock(&c->mu);
-		snprintf(w->tmp, sizeof(w->tmp), "%s/" TMP_PREFIX "%ld.%lu",
-			 sub, (long)getpid(), n);
-		w->fd = openat(c->obj_fd, w->tmp,
-			       O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (w->fd >= 0)
-			break;
-		if (errno != EEXIST || tries == 100)
-			goto bad;
+	err = wiv_cache_open_sub(c, w->name, true, &w->sub_fd);
+	if (!err)
+		err = wiv_cachedir_tmp_create(w->sub_fd, w->tmp, &w->fd);
+	if (err && (err = to_memory(w, err, &sf)) != 0) {
+		if (w->sub_fd >= 0)
+			close(w->sub_fd);
+		free(w->key);
+		free(w);
+		errno = err;
+		return NULL;
 	}
-	flock(w->fd, LOCK_EX);
 	return w;
-bad:
-	free(w->key);
-	free(w);
-	return NULL;
 }
 
 static int flush(struct wiv_cache_writer *w)
 {
-	int err = pwrite_full(w->fd, w->buf, w->buf_len, HDR_LEN + w->flushed);
+	int err = w_pwrite(w, w->buf, w->buf_len, HDR_LEN + w->flushed);
 
 	if (!err) {
 		w->flushed += w->buf_len;
@@ -1370,8 +1104,7 @@ int wiv_cache_writer_add(struct wiv_cache_writer *w, const struct wiv_event *ev)
 			return err;
 	}
 	if (ev->text_len > WRITE_BUF) {
-		err = pwrite_full(w->fd, ev->text, ev->text_len,
-				  HDR_LEN + w->flushed);
+		err = w_pwrite(w, ev->text, ev->text_len, HDR_LEN + w->flushed);
 		if (err)
 			return err;
 		w->flushed += ev->text_len;
@@ -1412,25 +1145,24 @@ int wiv_cache_writer_commit(struct wiv_cache_writer *w,
 	const char *why = NULL;
 	size_t key_len = strlen(w->key);
 	struct stat st, old;
-	int64_t delta;
-	bool over;
 	int err = 0;
 
 	if (status == WIV_OBJECT_BAD) {
 		w->n_events = 0;
 		w->data_len = w->flushed = 0;
 		w->index_len = w->buf_len = 0;
+		w->written_end = 0;
 		if (ftruncate(w->fd, 0) != 0)
 			err = errno;
 	}
 	if (!err)
 		err = flush(w);
 	if (!err)
-		err = pwrite_full(w->fd, w->index, w->index_len,
-				  HDR_LEN + w->data_len);
+		err = w_pwrite(w, w->index, w->index_len,
+			       HDR_LEN + w->data_len);
 	if (!err)
-		err = pwrite_full(w->fd, w->key, key_len,
-				  HDR_LEN + w->data_len + w->index_len);
+		err = w_pwrite(w, w->key, key_len,
+			       HDR_LEN + w->data_len + w->index_len);
 	if (!err) {
 		memcpy(h + H_MAGIC, MAGIC, 8);
 		put_u32(h + H_VERSION, FORMAT_VERSION);
@@ -1443,7 +1175,7 @@ int wiv_cache_writer_commit(struct wiv_cache_writer *w,
 		put_u32(h + H_KEY_LEN, (uint32_t)key_len);
 		put_u32(h + H_KEY_CRC, crc(w->key, key_len));
 		put_u32(h + H_CRC, crc(h, H_CRC));
-		err = pwrite_full(w->fd, h, HDR_LEN, 0);
+		err = w_pwrite(w, h, HDR_LEN, 0);
 	}
 	/* Decoding what was just encoded builds the same index a lookup
 	 * would return, from the same code. */
@@ -1456,30 +1188,36 @@ int wiv_cache_writer_commit(struct wiv_cache_writer *w,
 		wiv_cache_writer_abort(w);
 		return err;
 	}
-	if (fstatat(c->obj_fd, w->name, &old, AT_SYMLINK_NOFOLLOW) != 0)
+	if (w->in_memory) {
+		err = wiv_cache_mem_insert(c, w->name, w->fd,
+					   (uint64_t)st.st_size);
+		if (err) {
+			wiv_object_index_free(idx);
+			wiv_cache_writer_abort(w);
+			return err;
+		}
+		count(c, &c->uncached, 1);
+		goto done;
+	}
+	if (wiv_cache_stat_entry(c, w->name, &old) != 0)
 		old.st_size = 0;
-	if (renameat(c->obj_fd, w->tmp, c->obj_fd, w->name) != 0) {
+	/* renameat replaces a symlink planted at the name, never its
+	 * target. */
+	if (renameat(w->sub_fd, w->tmp, w->sub_fd, w->name + 3) != 0) {
 		err = errno;
 		wiv_object_index_free(idx);
 		wiv_cache_writer_abort(w);
 		return err;
 	}
-	if (slot_insert(c, w->name, w->fd, &st, false) < 0)
+	if (wiv_cache_slot_insert(c, w->name, w->fd, &st, false) < 0)
 		close(w->fd);
-
-	delta = (int64_t)st.st_size - (int64_t)old.st_size;
-	pthread_mutex_lock(&c->mu);
-	adjust_total(c, delta);
-	over = c->total_bytes > c->max_bytes && !c->evicting;
-	if (over)
-		c->evicting = true;
-	pthread_mutex_unlock(&c->mu);
-	if (over) {
-		evict(c, w->name);
-		pthread_mutex_lock(&c->mu);
-		c->evicting = false;
-		pthread_mutex_unlock(&c->mu);
-	}
+	close(w->sub_fd);
+	wiv_cache_space_commit(c, &w->held, (uint64_t)st.st_size,
+			       (uint64_t)old.st_size, w->name);
+	if (atomic_exchange(&c->full_logged, false))
+		wiv_info("cache: entries fit on the filesystem of %s again",
+			 c->dir);
+done:
 	free(w->index);
 	free(w->key);
 	free(w);
@@ -1492,8 +1230,12 @@ void wiv_cache_writer_abort(struct wiv_cache_writer *w)
 {
 	if (!w)
 		return;
-	unlinkat(w->c->obj_fd, w->tmp, 0);
+	if (!w->in_memory)
+		unlinkat(w->sub_fd, w->tmp, 0);
 	close(w->fd);
+	if (w->sub_fd >= 0)
+		close(w->sub_fd);
+	wiv_cache_space_release(w->c, &w->held);
 	free(w->index);
 	free(w->key);
 	free(w);

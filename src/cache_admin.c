@@ -15,20 +15,23 @@
 #include <unistd.h>
 
 #include "wivaudit/cache.h"
+#include "wivaudit/cachedir.h"
 #include "wivaudit/listing_store.h"
 
 #define ENTRY_SUFFIX ".wvc"
 #define ENTRY_NAME_LEN (64 + sizeof(ENTRY_SUFFIX) - 1)
-#define TMP_PREFIX ".tmp."
 #define LISTING_SUFFIX ".lst"
 
-enum file_kind { F_ENTRY, F_TEMP, F_LISTING };
+/* F_SYMLINK: a symlink anywhere in the layout, never followed. */
+enum file_kind { F_ENTRY, F_TEMP, F_LISTING, F_SYMLINK };
 
 /* Called for each file of interest: fd of its directory, its name, path
  * relative to the cache directory, and its stat. Non-zero stops the walk. */
 typedef int (*file_fn)(void *arg, enum file_kind kind, int dir_fd,
 		       const char *name, const char *rel,
 		       const struct stat *st);
+
+enum dir_kind { D_OBJECTS, D_LISTINGS, D_MOUNTS };
 
 static bool has_suffix(const char *s, const char *suffix)
 {
@@ -42,15 +45,41 @@ static bool is_hex(const char *s, size_t len)
 	return strspn(s, "0123456789abcdef") >= len;
 }
 
-static int walk_dir(int dir_fd, const char *sub, bool entries, file_fn fn,
-		    void *arg)
+/* The kind of name in a directory of kind dk, or -1 to skip it. */
+static int kind_of(enum dir_kind dk, const char *n, const struct stat *st)
 {
-	int fd = openat(dir_fd, sub,
-			O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (S_ISLNK(st->st_mode))
+		return F_SYMLINK;
+	if (!S_ISREG(st->st_mode))
+		return -1;
+	if (wiv_cachedir_is_tmp(n))
+		return F_TEMP;
+	if (dk == D_OBJECTS && strlen(n) == ENTRY_NAME_LEN && is_hex(n, 64) &&
+	    has_suffix(n, ENTRY_SUFFIX))
+		return F_ENTRY;
+	if (dk == D_LISTINGS && n[0] != '.' && has_suffix(n, LISTING_SUFFIX))
+		return F_LISTING;
+	return -1;
+}
+
+/* Calls fn for each file of interest in the directory name of parent_fd,
+ * whose path relative to the cache directory is prefix + name. */
+static int walk_dir(int parent_fd, const char *prefix, const char *name,
+		    enum dir_kind dk, file_fn fn, void *arg)
+{
+	char sub[64];
+	struct stat st;
 	struct dirent *de;
-	int err = 0;
+	int fd, err = 0;
 	DIR *d;
 
+	snprintf(sub, sizeof(sub), "%s%s", prefix, name);
+	if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? 0 : errno;
+	if (S_ISLNK(st.st_mode))
+		return fn(arg, F_SYMLINK, parent_fd, name, sub, &st);
+	fd = openat(parent_fd, name,
+		    O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : errno;
 	d = fdopendir(fd);
@@ -61,55 +90,52 @@ static int walk_dir(int dir_fd, const char *sub, bool entries, file_fn fn,
 	}
 	while (!err && (de = readdir(d))) {
 		const char *n = de->d_name;
-		enum file_kind kind;
 		char rel[512];
-		struct stat st;
+		int kind;
 
-		if (entries && strlen(n) == ENTRY_NAME_LEN && is_hex(n, 64) &&
-		    has_suffix(n, ENTRY_SUFFIX))
-			kind = F_ENTRY;
-		else if (entries && strncmp(n, TMP_PREFIX, 5) == 0)
-			kind = F_TEMP;
-		else if (!entries && n[0] != '.' &&
-			 has_suffix(n, LISTING_SUFFIX))
-			kind = F_LISTING;
-		else
+		if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			continue;
-		if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-		    !S_ISREG(st.st_mode))
+		kind = kind_of(dk, n, &st);
+		if (kind < 0)
 			continue;
 		snprintf(rel, sizeof(rel), "%s/%s", sub, n);
-		err = fn(arg, kind, dirfd(d), n, rel, &st);
+		err = fn(arg, (enum file_kind)kind, dirfd(d), n, rel, &st);
 	}
 	closedir(d);
 	return err;
 }
 
-/* Calls fn for every entry, temp file and listing under dir. */
-static int walk(const char *dir, file_fn fn, void *arg)
+/* Calls fn for every entry, temp file, listing and symlink of the cache
+ * directory open on dir_fd, following no symlink. */
+static int walk(int dir_fd, file_fn fn, void *arg)
 {
-	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int obj_fd, err = 0;
+	struct stat st;
 	struct dirent *de;
+	int obj_fd, err = 0;
 	DIR *top;
 
-	if (dir_fd < 0)
-		return errno;
-	obj_fd = openat(dir_fd, "objects",
-			O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (obj_fd >= 0) {
+	/* lock: only a symlink in its place is of interest. */
+	if (fstatat(dir_fd, "lock", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		err = fn(arg, F_SYMLINK, dir_fd, "lock", "lock", &st);
+	if (err)
+		return err;
+	if (fstatat(dir_fd, "objects", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode)) {
+		err = fn(arg, F_SYMLINK, dir_fd, "objects", "objects", &st);
+	} else if ((obj_fd = openat(dir_fd, "objects",
+				    O_RDONLY | O_DIRECTORY | O_CLOEXEC |
+					O_NOFOLLOW)) >= 0) {
 		top = fdopendir(obj_fd);
 		if (!top) {
 			err = errno;
 			close(obj_fd);
 		}
-		while (!err && (de = readdir(top))) {
-			char sub[16];
-
+		while (!err && top && (de = readdir(top))) {
 			if (strlen(de->d_name) != 2 || !is_hex(de->d_name, 2))
 				continue;
-			snprintf(sub, sizeof(sub), "objects/%.2s", de->d_name);
-			err = walk_dir(dir_fd, sub, true, fn, arg);
+			err = walk_dir(dirfd(top), "objects/", de->d_name,
+				       D_OBJECTS, fn, arg);
 		}
 		if (top)
 			closedir(top);
@@ -117,8 +143,9 @@ static int walk(const char *dir, file_fn fn, void *arg)
 		err = errno;
 	}
 	if (!err)
-		err = walk_dir(dir_fd, "listings", false, fn, arg);
-	close(dir_fd);
+		err = walk_dir(dir_fd, "", "listings", D_LISTINGS, fn, arg);
+	if (!err)
+		err = walk_dir(dir_fd, "", "mounts", D_MOUNTS, fn, arg);
 	return err;
 }
 
@@ -152,6 +179,9 @@ static int usage_file(void *arg, enum file_kind kind, int dir_fd,
 		u->listings++;
 		u->listing_bytes += (uint64_t)st->st_size;
 		return 0;
+	case F_SYMLINK:
+		u->symlinks++;
+		return 0;
 	case F_ENTRY:
 		break;
 	}
@@ -172,16 +202,15 @@ static int usage_file(void *arg, enum file_kind kind, int dir_fd,
 	return 0;
 }
 
-int wiv_cache_usage(const char *dir, struct wiv_cache_usage *out)
+int wiv_cache_usage(int dir_fd, struct wiv_cache_usage *out)
 {
 	memset(out, 0, sizeof(*out));
-	return walk(dir, usage_file, out);
+	return walk(dir_fd, usage_file, out);
 }
 
 /* --- verify ----------------------------------------------------------- */
 
 struct verify {
-	const char *dir;
 	bool repair;
 	wiv_cache_damage_fn fn;
 	void *arg;
@@ -194,15 +223,23 @@ static int verify_file(void *arg, enum file_kind kind, int dir_fd,
 	struct verify *v = arg;
 	struct wiv_cache_entry_info info = {0};
 	const char *why = NULL;
-	char path[4096];
 	int fd, err = 0;
 
 	switch (kind) {
 	case F_TEMP:
-		return 0; /* a write under way, or swept by the next mount */
+		/* A write under way holds a lock on its temp file. */
+		v->res->temp_files++;
+		if (v->repair && wiv_cachedir_clean_tmp(dir_fd, name))
+			v->res->temp_removed++;
+		return 0;
+	case F_SYMLINK:
+		v->res->damaged++;
+		v->fn(v->arg, rel, NULL, "symlink, not followed");
+		if (v->repair && unlinkat(dir_fd, name, 0) == 0)
+			v->res->removed++;
+		return 0;
 	case F_LISTING:
-		snprintf(path, sizeof(path), "%s/%s", v->dir, rel);
-		err = wiv_listing_check_file(path);
+		err = wiv_listing_check_file(dir_fd, name);
 		if (err == ENOENT)
 			return 0;
 		v->res->listings++;
@@ -240,14 +277,13 @@ static int verify_file(void *arg, enum file_kind kind, int dir_fd,
 	return 0;
 }
 
-int wiv_cache_verify(const char *dir, bool repair, wiv_cache_damage_fn fn,
+int wiv_cache_verify(int dir_fd, bool repair, wiv_cache_damage_fn fn,
 		     void *arg, struct wiv_cache_verify_result *out)
 {
-	struct verify v = {
-	    .dir = dir, .repair = repair, .fn = fn, .arg = arg, .res = out};
+	struct verify v = {.repair = repair, .fn = fn, .arg = arg, .res = out};
 
 	memset(out, 0, sizeof(*out));
-	return walk(dir, verify_file, &v);
+	return walk(dir_fd, verify_file, &v);
 }
 
 /* --- clear ------------------------------------------------------------ */
@@ -256,8 +292,8 @@ static int clear_file(void *arg, enum file_kind kind, int dir_fd,
 		      const char *name, const char *rel, const struct stat *st)
 {
 	struct wiv_cache_clear_result *r = arg;
-	int fd;
 
+	(void)rel;
 	switch (kind) {
 	case F_ENTRY:
 		if (unlinkat(dir_fd, name, 0) == 0) {
@@ -272,29 +308,26 @@ static int clear_file(void *arg, enum file_kind kind, int dir_fd,
 		}
 		break;
 	case F_TEMP:
-		/* A live writer holds a flock on its temp file. */
-		fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0)
-			break;
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-			unlinkat(dir_fd, name, 0);
-		close(fd);
+		wiv_cachedir_clean_tmp(dir_fd, name);
+		break;
+	case F_SYMLINK:
+		/* unlinkat removes the link itself, never its target. */
+		if (unlinkat(dir_fd, name, 0) == 0)
+			r->symlinks++;
 		break;
 	}
 	return 0;
 }
 
-int wiv_cache_clear(const char *dir, unsigned wait_s,
+int wiv_cache_clear(int dir_fd, unsigned wait_s,
 		    struct wiv_cache_clear_result *out)
 {
-	char path[4096];
 	struct timespec pause = {0, 50 * 1000 * 1000};
 	time_t deadline = time(NULL) + wait_s;
 	int fd, err;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(path, sizeof(path), "%s/lock", dir);
-	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(dir_fd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno;
 	/* The eviction lock: a daemon evicting meanwhile would count sizes
@@ -308,7 +341,7 @@ int wiv_cache_clear(const char *dir, unsigned wait_s,
 		}
 		nanosleep(&pause, NULL);
 	}
-	err = walk(dir, clear_file, out);
+	err = walk(dir_fd, clear_file, out);
 	close(fd); /* releases the lock */
 	return err;
 }

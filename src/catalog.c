@@ -216,7 +216,7 @@ static void save_root_listing(struct wiv_tree *t)
 			.key = t->orgs[i]->name, .etag = ""};
 	char id[1024];
 	listing_id(t, NULL, id, sizeof(id));
-	wiv_listing_save(t->cfg.cache_dir, id, &l);
+	wiv_listing_save(wiv_cache_dir_fd(t->cfg.cache), id, &l);
 	free(l.entries);
 }
 
@@ -225,7 +225,7 @@ static bool load_root_listing(struct wiv_tree *t)
 	char id[1024];
 	listing_id(t, NULL, id, sizeof(id));
 	struct wiv_listing *l;
-	if (wiv_listing_load(t->cfg.cache_dir, id, &l) != 0)
+	if (wiv_listing_load(wiv_cache_dir_fd(t->cfg.cache), id, &l) != 0)
 		return false;
 	char **names = calloc(l->n ? l->n : 1, sizeof(*names));
 	if (names) {
@@ -535,7 +535,7 @@ static void save_org_listing(struct wiv_tree *t, struct org *o)
 				.size = o->types[ty].objs[i]->size};
 	char id[1024];
 	listing_id(t, o->name, id, sizeof(id));
-	wiv_listing_save(t->cfg.cache_dir, id, &l);
+	wiv_listing_save(wiv_cache_dir_fd(t->cfg.cache), id, &l);
 	free(l.entries);
 }
 
@@ -562,7 +562,7 @@ static void load_org_listing(struct wiv_tree *t, struct org *o)
 	char id[1024];
 	listing_id(t, o->name, id, sizeof(id));
 	struct wiv_listing *l;
-	if (wiv_listing_load(t->cfg.cache_dir, id, &l) != 0)
+	if (wiv_listing_load(wiv_cache_dir_fd(t->cfg.cache), id, &l) != 0)
 		return;
 	struct org_collect oc = {.t = t};
 	int err = 0;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "wivaudit/cache.h"
 #include "wivaudit/cachedir.h"
@@ -83,9 +84,13 @@ static void print_mount(const struct wiv_mount_stats *m, time_t now)
 	       human(m->download_bytes, size, sizeof(size)));
 	printf("  objects skipped over a ceiling %" PRIu64 "\n",
 	       m->over_limit);
+	printf("  evicted %" PRIu64 ", uncached %" PRIu64
+	       " (served from memory: larger than cache_size, or the disk "
+	       "was full)\n",
+	       m->evicted, m->uncached);
 }
 
-static int cmd_stats(const char *dir)
+static int cmd_stats(const char *dir, int dir_fd)
 {
 	struct wiv_mount_stats *mounts;
 	struct wiv_cache_usage u;
@@ -94,14 +99,19 @@ static int cmd_stats(const char *dir)
 	size_t n;
 	int err;
 
-	err = wiv_cache_usage(dir, &u);
+	err = wiv_cache_usage(dir_fd, &u);
 	if (err) {
 		fprintf(stderr, PROG ": %s: %s\n", wiv_esc(dir).s,
 			strerror(err));
 		return 2;
 	}
-	err = wiv_mount_stats_list(dir, &mounts, &n);
-	if (err) {
+	err = wiv_mount_stats_list(dir_fd, &mounts, &n);
+	if (err == ELOOP) {
+		printf("mounts/ is a symlink: not followed, running mounts "
+		       "unknown (see 'wivaudit cache verify')\n");
+		mounts = NULL;
+		n = 0;
+	} else if (err) {
 		fprintf(stderr, PROG ": %s/mounts: %s\n", wiv_esc(dir).s,
 			strerror(err));
 		return 2;
@@ -121,8 +131,14 @@ static int cmd_stats(const char *dir)
 	printf("listings: %" PRIu64 " (%s)\n", u.listings,
 	       human(u.listing_bytes, b, sizeof(b)));
 	if (u.temp_files)
-		printf("temporary files: %" PRIu64 " (%s)\n", u.temp_files,
-		       human(u.temp_bytes, a, sizeof(a)));
+		printf("temporary files: %" PRIu64 " (%s; writes under way, or "
+		       "left by a killed process: removed by the next mount "
+		       "or 'verify --repair')\n",
+		       u.temp_files, human(u.temp_bytes, a, sizeof(a)));
+	if (u.symlinks)
+		printf("symlinks: %" PRIu64 " (never followed; see 'wivaudit "
+		       "cache verify')\n",
+		       u.symlinks);
 	for (size_t i = 0; i < n; i++)
 		if (mounts[i].cache_bound < bound)
 			bound = mounts[i].cache_bound;
@@ -151,10 +167,10 @@ static void report_damage(void *arg, const char *path, const char *key,
 	       *repair ? ", removed" : "");
 }
 
-static int cmd_verify(const char *dir, bool repair)
+static int cmd_verify(const char *dir, int dir_fd, bool repair)
 {
 	struct wiv_cache_verify_result r;
-	int err = wiv_cache_verify(dir, repair, report_damage, &repair, &r);
+	int err = wiv_cache_verify(dir_fd, repair, report_damage, &repair, &r);
 
 	if (err) {
 		fprintf(stderr, PROG ": %s: %s\n", wiv_esc(dir).s,
@@ -168,17 +184,21 @@ static int cmd_verify(const char *dir, bool repair)
 		printf("%" PRIu64 " entries of another version%s\n",
 		       r.other_format,
 		       repair ? " removed" : " (fetched again on use)");
+	if (r.temp_files)
+		printf("%" PRIu64 " temporary files, %" PRIu64
+		       " of them abandoned and removed\n",
+		       r.temp_files, r.temp_removed);
 	if (r.damaged && !repair)
 		printf("damaged files are fetched again when used; "
 		       "--repair removes them now\n");
 	return r.damaged ? 1 : 0;
 }
 
-static int cmd_clear(const char *dir)
+static int cmd_clear(const char *dir, int dir_fd)
 {
 	struct wiv_cache_clear_result r;
 	char a[32], b[32];
-	int err = wiv_cache_clear(dir, CLEAR_WAIT_S, &r);
+	int err = wiv_cache_clear(dir_fd, CLEAR_WAIT_S, &r);
 
 	if (err == ETIMEDOUT) {
 		fprintf(stderr,
@@ -187,11 +207,21 @@ static int cmd_clear(const char *dir)
 			wiv_esc(dir).s, CLEAR_WAIT_S);
 		return 2;
 	}
+	if (err == ELOOP) {
+		fprintf(stderr,
+			PROG ": %s/lock is a symlink, not followed: "
+			     "'wivaudit cache verify --repair' removes it\n",
+			dir);
+		return 2;
+	}
 	if (err) {
 		fprintf(stderr, PROG ": %s: %s\n", wiv_esc(dir).s,
 			strerror(err));
 		return 2;
 	}
+	if (r.symlinks)
+		printf("removed %" PRIu64 " symlinks (not followed)\n",
+		       r.symlinks);
 	printf("removed %" PRIu64 " entries (%s) and %" PRIu64
 	       " listings (%s)\n",
 	       r.entries, human(r.entry_bytes, a, sizeof(a)), r.listings,
@@ -210,8 +240,8 @@ int wiv_cli_cache(int argc, char **argv)
 	char *dir = NULL;
 	bool repair = false;
 	const char *action;
-	struct stat st;
-	int opt, rc;
+	char err[512];
+	int opt, rc, dir_fd;
 
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -254,22 +284,29 @@ int wiv_cli_cache(int argc, char **argv)
 				     "--cache-dir DIR\n");
 		return 2;
 	}
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, PROG ": no cache at %s\n", wiv_esc(dir).s);
+	/* Opened as a mount opens it, symlinks included, but never
+	 * created or changed. */
+	rc = wiv_cachedir_open(dir, 0, &dir_fd, err, sizeof(err));
+	if (rc) {
+		if (rc == ENOENT || rc == ENOTDIR)
+			fprintf(stderr, PROG ": no cache at %s\n", wiv_esc(dir).s);
+		else
+			fprintf(stderr, PROG ": %s\n", wiv_esc(err).s);
 		free(dir);
 		return 2;
 	}
 	if (strcmp(action, "stats") == 0) {
-		rc = cmd_stats(dir);
+		rc = cmd_stats(dir, dir_fd);
 	} else if (strcmp(action, "verify") == 0) {
-		rc = cmd_verify(dir, repair);
+		rc = cmd_verify(dir, dir_fd, repair);
 	} else if (strcmp(action, "clear") == 0) {
-		rc = cmd_clear(dir);
+		rc = cmd_clear(dir, dir_fd);
 	} else {
 		fprintf(stderr, PROG ": unknown action '%s'\n", action);
 		usage(stderr);
 		rc = 2;
 	}
+	close(dir_fd);
 	free(dir);
 	return rc;
 }

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,22 +22,38 @@
 #include <zlib.h>
 
 #include "wivaudit/atomic_file.h"
+#include "wivaudit/cachedir.h"
 #include "wivaudit/listing_store.h"
 #include "wivaudit/log.h"
 
 #define HEADER_WORD "wivaudit-listing"
 /* 2 added sizes; a version 1 file is simply listed again. */
 #define FORMAT_VERSION 2
+/* 64 hex digits + ".lst" + NUL */
+#define LISTING_NAME_LEN (2 * SHA256_DIGEST_LENGTH + 5)
 
-static void listing_path(const char *dir, const char *listing_id, char *out,
-			 size_t len)
+/* The file name of a listing in listings/. */
+static void listing_name(const char *listing_id, char out[LISTING_NAME_LEN])
 {
 	unsigned char hash[SHA256_DIGEST_LENGTH];
-	char hex[2 * SHA256_DIGEST_LENGTH + 1];
 	SHA256((const unsigned char *)listing_id, strlen(listing_id), hash);
 	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		sprintf(hex + 2 * i, "%02x", hash[i]);
-	snprintf(out, len, "%s/listings/%s.lst", dir, hex);
+		sprintf(out + 2 * i, "%02x", hash[i]);
+	strcpy(out + 2 * SHA256_DIGEST_LENGTH, ".lst");
+}
+
+/* Opens listings/ of the cache directory cache_fd. A symlink there is
+ * named in the log, once: listings then are not kept, not followed. */
+static int open_listings(int cache_fd, bool create, int *fd)
+{
+	static atomic_bool link_logged;
+	int err = wiv_cachedir_sub(cache_fd, "listings", create, fd);
+
+	if (err == ELOOP && !atomic_exchange(&link_logged, true))
+		wiv_err("cache: 'listings' in the cache directory is a "
+			"symlink: not followed, listings are not kept "
+			"(remove it, or run 'wivaudit cache verify --repair')");
+	return err;
 }
 
 static void put_encoded(FILE *f, const char *s)
@@ -78,23 +95,27 @@ static bool decode(char *s)
 	return true;
 }
 
-int wiv_listing_save(const char *dir, const char *listing_id,
+int wiv_listing_save(int cache_fd, const char *listing_id,
 		     const struct wiv_listing *l)
 {
-	char path[4096], sub[4096];
-	snprintf(sub, sizeof(sub), "%s/listings", dir);
-	if (mkdir(sub, 0700) != 0 && errno != EEXIST) {
-		int err = errno;
-		wiv_err("cache: cannot create %s: %s", sub, strerror(err));
+	static atomic_int logged_err;
+	char name[LISTING_NAME_LEN];
+	int dir_fd, err = open_listings(cache_fd, true, &dir_fd);
+	if (err) {
+		if (err != ELOOP && atomic_exchange(&logged_err, err) != err)
+			wiv_err("cache: cannot create listings/ in the cache "
+				"directory: %s", strerror(err));
 		return err;
 	}
-	listing_path(dir, listing_id, path, sizeof(path));
+	listing_name(listing_id, name);
 
 	char *body = NULL;
 	size_t body_len = 0;
 	FILE *mem = open_memstream(&body, &body_len);
-	if (!mem)
+	if (!mem) {
+		close(dir_fd);
 		return ENOMEM;
+	}
 	fprintf(mem, "%s %d %" PRId64 " %zu\n", HEADER_WORD, FORMAT_VERSION,
 		l->listed_at, l->n);
 	for (size_t i = 0; i < l->n; i++) {
@@ -105,6 +126,7 @@ int wiv_listing_save(const char *dir, const char *listing_id,
 	}
 	if (fclose(mem) != 0) {
 		free(body);
+		close(dir_fd);
 		return ENOMEM;
 	}
 	/* The checksum trailer makes a torn or foreign file detectable. */
@@ -114,45 +136,60 @@ int wiv_listing_save(const char *dir, const char *listing_id,
 	char *whole = realloc(body, body_len + (size_t)tlen);
 	if (!whole) {
 		free(body);
+		close(dir_fd);
 		return ENOMEM;
 	}
 	memcpy(whole + body_len, trailer, (size_t)tlen);
 
-	int err = wiv_atomic_write(path, whole, body_len + (size_t)tlen);
-	body = whole;
-	free(body);
-	if (err)
-		wiv_err("cache: cannot save a listing in %s: %s", sub,
+	err = wiv_atomic_write(dir_fd, name, whole, body_len + (size_t)tlen);
+	free(whole);
+	close(dir_fd);
+	/* Once per cause: a full disk would otherwise log every listing. */
+	if (err && atomic_exchange(&logged_err, err) != err)
+		wiv_err("cache: cannot save a listing in listings/ of the "
+			"cache directory: %s (listed again after a remount)",
 			strerror(err));
 	return err;
 }
 
-static char *read_file(const char *path, size_t *len)
+/* Reads the regular file name of dir_fd whole, NUL-terminated. Returns
+ * it (caller frees) with its length in *len, or NULL with errno set. */
+static char *read_file(int dir_fd, const char *name, size_t *len)
 {
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return NULL;
+	int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	char *buf = NULL;
 	size_t cap = 0;
+	int err = 0;
+
+	if (fd < 0)
+		return NULL;
 	*len = 0;
 	for (;;) {
 		if (*len + 65536 + 1 > cap) {
+			char *b;
 			cap = cap ? cap * 2 : 65536 * 2;
-			char *b = realloc(buf, cap);
+			b = realloc(buf, cap);
 			if (!b) {
-				free(buf);
-				fclose(f);
-				errno = ENOMEM;
-				return NULL;
+				err = ENOMEM;
+				break;
 			}
 			buf = b;
 		}
-		size_t n = fread(buf + *len, 1, 65536, f);
-		*len += n;
-		if (n == 0)
+		ssize_t n = read(fd, buf + *len, 65536);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			err = errno;
+		if (n <= 0)
 			break;
+		*len += (size_t)n;
 	}
-	fclose(f);
+	close(fd);
+	if (err) {
+		free(buf);
+		errno = err;
+		return NULL;
+	}
 	buf[*len] = '\0';
 	return buf;
 }
@@ -230,31 +267,42 @@ static int decode_file(char *buf, size_t len, struct wiv_listing **out)
 	return 0;
 }
 
-int wiv_listing_load(const char *dir, const char *listing_id,
+int wiv_listing_load(int cache_fd, const char *listing_id,
 		     struct wiv_listing **out)
 {
-	char path[4096];
-	listing_path(dir, listing_id, path, sizeof(path));
+	char name[LISTING_NAME_LEN];
 	size_t len;
-	char *buf = read_file(path, &len);
-	if (!buf)
-		return errno == ENOENT ? ENOENT : EIO;
+	int dir_fd, err = open_listings(cache_fd, false, &dir_fd);
+	if (err)
+		return err == ELOOP ? ELOOP : ENOENT;
+	listing_name(listing_id, name);
+	char *buf = read_file(dir_fd, name, &len);
+	if (!buf) {
+		err = errno;
+		if (err == ELOOP)
+			wiv_err("cache: listings/%s is a symlink: not "
+				"followed; the bucket will be listed again",
+				name);
+		close(dir_fd);
+		return err == ENOENT ? ENOENT : EIO;
+	}
 
-	int err = decode_file(buf, len, out);
+	err = decode_file(buf, len, out);
 	free(buf);
 	if (err == EBADMSG) {
-		wiv_warn("cache: damaged listing %s removed; the bucket "
-			 "will be listed again", path);
-		unlink(path);
+		wiv_warn("cache: damaged listing listings/%s removed; the "
+			 "bucket will be listed again", name);
+		unlinkat(dir_fd, name, 0);
 	}
+	close(dir_fd);
 	return err;
 }
 
-int wiv_listing_check_file(const char *path)
+int wiv_listing_check_file(int dir_fd, const char *name)
 {
 	struct wiv_listing *l = NULL;
 	size_t len;
-	char *buf = read_file(path, &len);
+	char *buf = read_file(dir_fd, name, &len);
 	if (!buf)
 		return errno ? errno : EIO;
 	int err = decode_file(buf, len, &l);

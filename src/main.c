@@ -14,6 +14,7 @@
 #include <fuse_lowlevel.h>
 
 #include "wivaudit/cache.h"
+#include "wivaudit/cachedir.h"
 #include "wivaudit/escape.h"
 #include "wivaudit/fuse_ops.h"
 #include "wivaudit/log.h"
@@ -88,9 +89,10 @@ static void log_cache_counters(struct wiv_cache *cache)
 	wiv_cache_counters(cache, &n);
 	wiv_info("cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
 		 " objects downloaded (%" PRIu64 " bytes), %" PRIu64
-		 " skipped over a ceiling",
+		 " skipped over a ceiling, %" PRIu64 " entries evicted, %" PRIu64
+		 " served from memory",
 		 n.hits, n.misses, n.downloads, n.download_bytes,
-		 n.over_limit);
+		 n.over_limit, n.evicted, n.uncached);
 }
 
 /* The session loop ends with 0 on an unmount, the (positive) number of the
@@ -189,7 +191,11 @@ int main(int argc, char **argv)
 	src = open_source(&opts, &prefix);
 	if (!src)
 		goto out;
-	cache = wiv_cache_open(opts.cache_dir, opts.cache_size, err, sizeof(err));
+	/* The default's parents are ours to create (a fresh ~/.cache); a
+	 * cache_dir given by hand must exist up to its last component. */
+	cache = wiv_cache_open(opts.cache_dir,
+			       opts.cache_dir_default ? WIV_CACHEDIR_PARENTS : 0,
+			       opts.cache_size, err, sizeof(err));
 	if (!cache) {
 		fail("%s", err);
 		goto out;
@@ -203,7 +209,6 @@ int main(int argc, char **argv)
 		.list_ttl_s = opts.list_ttl,
 		.parallel = opts.parallel,
 		.readahead_days = opts.readahead,
-		.cache_dir = opts.cache_dir,
 		.offline = opts.offline,
 		.max_object_events = (size_t)opts.max_object_events,
 		.max_object_bytes = opts.max_object_bytes,

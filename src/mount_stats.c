@@ -8,6 +8,7 @@
  *	...
  */
 #include "wivaudit/atomic_file.h"
+#include "wivaudit/cachedir.h"
 #include "wivaudit/mount_stats.h"
 
 #include <dirent.h>
@@ -55,23 +56,22 @@ static char *decoded(const char *s)
 	return out;
 }
 
-int wiv_mount_stats_write(const char *cache_dir,
-			  const struct wiv_mount_stats *s)
+int wiv_mount_stats_write(int cache_fd, const struct wiv_mount_stats *s)
 {
-	char dir[4096], path[4200];
+	char name[64];
 	char *body = NULL;
 	size_t len = 0;
 	FILE *mem;
-	int err;
+	int dir_fd, err = wiv_cachedir_sub(cache_fd, "mounts", true, &dir_fd);
 
-	snprintf(dir, sizeof(dir), "%s/mounts", cache_dir);
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return errno;
-	snprintf(path, sizeof(path), "%s/%ld" SUFFIX, dir, (long)s->pid);
-
+	if (err)
+		return err;
+	snprintf(name, sizeof(name), "%ld" SUFFIX, (long)s->pid);
 	mem = open_memstream(&body, &len);
-	if (!mem)
+	if (!mem) {
+		close(dir_fd);
 		return ENOMEM;
+	}
 	fprintf(mem, HEADER "\npid %ld\nmountpoint ", (long)s->pid);
 	put_encoded(mem, s->mountpoint ? s->mountpoint : "");
 	fputs("\nsource ", mem);
@@ -80,25 +80,32 @@ int wiv_mount_stats_write(const char *cache_dir,
 		"\nstarted_at %" PRId64 "\nupdated_at %" PRId64
 		"\ncache_bound %" PRIu64 "\nhits %" PRIu64 "\nmisses %" PRIu64
 		"\ndownloads %" PRIu64 "\ndownload_bytes %" PRIu64
-		"\nover_limit %" PRIu64 "\n",
+		"\nover_limit %" PRIu64 "\nevicted %" PRIu64
+		"\nuncached %" PRIu64 "\n",
 		s->started_at, s->updated_at, s->cache_bound, s->hits,
-		s->misses, s->downloads, s->download_bytes, s->over_limit);
+		s->misses, s->downloads, s->download_bytes, s->over_limit,
+		s->evicted, s->uncached);
 	if (fclose(mem) != 0) {
 		free(body);
+		close(dir_fd);
 		return ENOMEM;
 	}
-	err = wiv_atomic_write(path, body, len);
+	err = wiv_atomic_write(dir_fd, name, body, len);
 	free(body);
+	close(dir_fd);
 	return err;
 }
 
-void wiv_mount_stats_remove(const char *cache_dir, pid_t pid)
+void wiv_mount_stats_remove(int cache_fd, pid_t pid)
 {
-	char path[4200];
+	char name[64];
+	int dir_fd;
 
-	snprintf(path, sizeof(path), "%s/mounts/%ld" SUFFIX, cache_dir,
-		 (long)pid);
-	unlink(path);
+	if (wiv_cachedir_sub(cache_fd, "mounts", false, &dir_fd) != 0)
+		return;
+	snprintf(name, sizeof(name), "%ld" SUFFIX, (long)pid);
+	unlinkat(dir_fd, name, 0);
+	close(dir_fd);
 }
 
 /* Parses one file; returns 0 or EBADMSG. */
@@ -141,6 +148,10 @@ static int parse(FILE *f, struct wiv_mount_stats *s)
 			s->download_bytes = strtoull(value, NULL, 10);
 		} else if (strcmp(line, "over_limit") == 0) {
 			s->over_limit = strtoull(value, NULL, 10);
+		} else if (strcmp(line, "evicted") == 0) {
+			s->evicted = strtoull(value, NULL, 10);
+		} else if (strcmp(line, "uncached") == 0) {
+			s->uncached = strtoull(value, NULL, 10);
 		}
 	}
 	return header && s->mountpoint && s->source ? 0 : EBADMSG;
@@ -170,36 +181,46 @@ static int by_pid(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-int wiv_mount_stats_list(const char *cache_dir, struct wiv_mount_stats **out,
+int wiv_mount_stats_list(int cache_fd, struct wiv_mount_stats **out,
 			 size_t *n)
 {
 	struct wiv_mount_stats *all = NULL;
-	char dir[4096], path[4400];
 	struct dirent *de;
 	size_t count = 0;
+	int dir_fd, err;
 	DIR *d;
 
 	*out = NULL;
 	*n = 0;
-	snprintf(dir, sizeof(dir), "%s/mounts", cache_dir);
-	d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : errno;
+	err = wiv_cachedir_sub(cache_fd, "mounts", false, &dir_fd);
+	if (err)
+		return err == ENOENT ? 0 : err;
+	d = fdopendir(dir_fd);
+	if (!d) {
+		err = errno;
+		close(dir_fd);
+		return err;
+	}
 	while ((de = readdir(d))) {
 		pid_t pid = pid_of_name(de->d_name);
 		struct wiv_mount_stats s = {.pid = pid}, *grown;
 		FILE *f;
+		int fd;
 
 		if (!pid)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		if (!alive(pid)) {
-			unlink(path);
+			unlinkat(dirfd(d), de->d_name, 0);
 			continue;
 		}
-		f = fopen(path, "re");
-		if (!f)
+		fd = openat(dirfd(d), de->d_name,
+			    O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		f = fd >= 0 ? fdopen(fd, "r") : NULL;
+		if (!f) {
+			if (fd >= 0)
+				close(fd);
 			continue;
+		}
 		if (parse(f, &s) != 0) {
 			fclose(f);
 			free(s.mountpoint);

@@ -313,8 +313,10 @@ int wiv_opts_parse(int argc, char **argv, struct wiv_options *opts,
 				"expected at least 1 second\n");
 		return EINVAL;
 	}
-	if (!opts->cache_dir)
+	if (!opts->cache_dir) {
 		opts->cache_dir = wiv_cachedir_default();
+		opts->cache_dir_default = true;
+	}
 	if (!opts->cache_dir) {
 		fprintf(stderr, "mount.wivaudit: no HOME to put the cache in; "
 				"give -o cache_dir=DIR\n");

@@ -5,8 +5,10 @@
 
 #include <stddef.h>
 
-/* Writes len bytes of data to a temp file beside path (mode 0600), then
- * renames it over path. Returns 0 or errno (the temp file is removed). */
-int wiv_atomic_write(const char *path, const void *data, size_t len);
+/* Writes len bytes of data to a temp file in dir_fd (mode 0600), then
+ * renames it over name there. Returns 0 or errno (the temp file is
+ * removed). */
+int wiv_atomic_write(int dir_fd, const char *name, const void *data,
+		     size_t len);
 
 #endif

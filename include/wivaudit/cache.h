@@ -44,11 +44,21 @@ struct wiv_object_index {
 	struct wiv_cached_event *events;
 };
 
-/* Opens (creating, 0700) the cache directory. max_bytes bounds the total
- * size of entries; least recently used entries are evicted beyond it.
- * Returns a new cache, or NULL with a one-line message in err. */
-struct wiv_cache *wiv_cache_open(const char *dir, uint64_t max_bytes, char *err,
-				 size_t errlen);
+/* Opens (creating, 0700) the cache directory, without following anybody's
+ * symlinks (see wiv_cachedir_open; dir_flags may add
+ * WIV_CACHEDIR_PARENTS). A directory of ours with looser modes is made
+ * 0700; one of another owner, or a symlink anywhere in the layout, is
+ * refused. max_bytes bounds the entries and the temp files being written;
+ * least recently used entries are evicted to stay within it, and to keep
+ * free space on the filesystem. An entry that cannot be kept is served
+ * from memory. Returns a new cache, or NULL with a one-line message in
+ * err. */
+struct wiv_cache *wiv_cache_open(const char *dir, int dir_flags,
+				 uint64_t max_bytes, char *err, size_t errlen);
+
+/* The descriptor of the cache directory, for the files kept beside the
+ * entries (listings); borrowed, valid until wiv_cache_close. */
+int wiv_cache_dir_fd(const struct wiv_cache *c);
 
 /* Closes the cache; NULL is a no-op. */
 void wiv_cache_close(struct wiv_cache *c);
@@ -106,6 +116,8 @@ void wiv_object_index_free(struct wiv_object_index *idx);
 struct wiv_cache_counters {
 	uint64_t hits, misses, downloads, download_bytes;
 	uint64_t over_limit; /* objects skipped for a ceiling */
+	uint64_t evicted;  /* entries removed to stay within the bounds */
+	uint64_t uncached; /* entries served from memory, not kept */
 };
 
 /* Copies the counters into *out. */
@@ -155,11 +167,12 @@ struct wiv_cache_usage {
 	uint64_t unreadable;   /* entries whose header fails its checks */
 	uint64_t listings, listing_bytes;
 	uint64_t temp_files, temp_bytes; /* writes under way or abandoned */
+	uint64_t symlinks; /* anywhere in the layout: never followed */
 };
 
-/* Walks dir (reading each entry's header) and fills *out. Returns 0 or
- * errno (ENOENT: no cache there). */
-int wiv_cache_usage(const char *dir, struct wiv_cache_usage *out);
+/* Walks the cache directory open on dir_fd (reading each entry's header,
+ * following no symlink) and fills *out. Returns 0 or errno. */
+int wiv_cache_usage(int dir_fd, struct wiv_cache_usage *out);
 
 /* Called by wiv_cache_verify for each damaged file: path relative to the
  * cache directory, the object key if known (else NULL), the reason. */
@@ -171,23 +184,29 @@ struct wiv_cache_verify_result {
 	uint64_t damaged;                   /* reported through the callback */
 	uint64_t other_format;
 	uint64_t removed;                   /* with repair */
+	uint64_t temp_files, temp_removed;  /* abandoned ones, with repair */
 };
 
 /* Checks every entry through (header, index, key, every event text) and
- * every listing (checksum, syntax), reporting each damaged file to fn;
- * with repair, removes them (and entries of another format). Returns 0 or
- * errno (the walk itself failed). */
-int wiv_cache_verify(const char *dir, bool repair, wiv_cache_damage_fn fn,
+ * every listing (checksum, syntax) of the cache directory open on dir_fd,
+ * reporting each damaged file, and each symlink (never followed), to fn;
+ * with repair, removes them (and entries of another format, and temp
+ * files no live writer holds). Returns 0 or errno (the walk itself
+ * failed). */
+int wiv_cache_verify(int dir_fd, bool repair, wiv_cache_damage_fn fn,
 		     void *arg, struct wiv_cache_verify_result *out);
 
 struct wiv_cache_clear_result {
 	uint64_t entries, entry_bytes, listings, listing_bytes;
+	uint64_t symlinks; /* removed, never followed */
 };
 
-/* Removes every entry, listing and abandoned temp file under the eviction
- * lock, waiting at most wait_s seconds for it (ETIMEDOUT). Daemons using
- * the directory refetch what they need. Returns 0 or errno. */
-int wiv_cache_clear(const char *dir, unsigned wait_s,
+/* Removes every entry, listing, abandoned temp file and symlink (the link,
+ * not its target) of the cache directory open on dir_fd, under the
+ * eviction lock, waiting at most wait_s seconds for it (ETIMEDOUT; ELOOP
+ * if the lock is a symlink). Daemons using the directory refetch what they
+ * need. Returns 0 or errno. */
+int wiv_cache_clear(int dir_fd, unsigned wait_s,
 		    struct wiv_cache_clear_result *out);
 
 #endif

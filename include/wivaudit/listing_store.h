@@ -20,19 +20,22 @@ struct wiv_listing {
 	struct wiv_listing_entry *entries;
 };
 
-/* Writes the listing named listing_id under dir/listings. Returns 0 or
- * errno (logged). */
-int wiv_listing_save(const char *dir, const char *listing_id,
+/* Writes the listing named listing_id under listings/ of the cache
+ * directory open on cache_fd. Returns 0 or errno (logged once per cause;
+ * ELOOP: listings/ is a symlink, not followed). */
+int wiv_listing_save(int cache_fd, const char *listing_id,
 		     const struct wiv_listing *l);
 
 /* Reads a listing. Returns 0 with *out owned by the caller, ENOENT if there
- * is none, or EBADMSG if it is damaged (then removed, and logged). */
-int wiv_listing_load(const char *dir, const char *listing_id,
+ * is none, EBADMSG if it is damaged (then removed, and logged), ELOOP if
+ * listings/ is a symlink (logged, not followed), or EIO. */
+int wiv_listing_load(int cache_fd, const char *listing_id,
 		     struct wiv_listing **out);
 
-/* Checks the listing file at path (checksum and syntax) without changing
- * it. Returns 0, EBADMSG if it is damaged, or errno. */
-int wiv_listing_check_file(const char *path);
+/* Checks the listing file name in the directory dir_fd (checksum and
+ * syntax) without changing it or following a symlink. Returns 0, EBADMSG
+ * if it is damaged, or errno (ELOOP for a symlink). */
+int wiv_listing_check_file(int dir_fd, const char *name);
 
 /* Frees a listing; NULL is a no-op. */
 void wiv_listing_free(struct wiv_listing *l);

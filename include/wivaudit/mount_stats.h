@@ -21,20 +21,22 @@ struct wiv_mount_stats {
 	uint64_t downloads;   /* objects downloaded and stored */
 	uint64_t download_bytes;
 	uint64_t over_limit;  /* objects skipped for a ceiling */
+	uint64_t evicted;     /* entries removed to stay within bounds */
+	uint64_t uncached;    /* objects served from memory, not kept */
 };
 
-/* Writes (temp file + rename) the stats file of s->pid. Returns 0 or
- * errno. */
-int wiv_mount_stats_write(const char *cache_dir,
-			  const struct wiv_mount_stats *s);
+/* Writes (temp file + rename) the stats file of s->pid under mounts/ of
+ * the cache directory open on cache_fd. Returns 0 or errno (ELOOP:
+ * mounts/ is a symlink, not followed). */
+int wiv_mount_stats_write(int cache_fd, const struct wiv_mount_stats *s);
 
 /* Removes the stats file of pid; a missing one is fine. */
-void wiv_mount_stats_remove(const char *cache_dir, pid_t pid);
+void wiv_mount_stats_remove(int cache_fd, pid_t pid);
 
 /* Reads the stats files of the daemons still running, sorted by pid, and
  * removes those of daemons that are gone. Returns 0 with a new array in
  * *out (free with wiv_mount_stats_free) and its length in *n, or errno. */
-int wiv_mount_stats_list(const char *cache_dir, struct wiv_mount_stats **out,
+int wiv_mount_stats_list(int cache_fd, struct wiv_mount_stats **out,
 			 size_t *n);
 
 /* Frees an array from wiv_mount_stats_list; NULL is a no-op. */

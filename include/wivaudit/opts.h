@@ -19,6 +19,7 @@ struct wiv_options {
 	char *profile;
 	char *cafile;
 	char *cache_dir;
+	bool cache_dir_default; /* cache_dir is wiv_cachedir_default() */
 	uint64_t cache_size;
 	unsigned list_ttl;
 	int64_t window;

@@ -27,7 +27,6 @@ struct wiv_tree_config {
 	unsigned parallel;         /* concurrent object downloads */
 	unsigned readahead_days;   /* days a directory walk fetches ahead
 				      (0: none) */
-	const char *cache_dir;     /* where listings are kept across mounts */
 	bool offline;              /* never contact the source */
 	size_t max_events;         /* events of built directories kept (0:
 				      WIV_TREE_DEFAULT_MAX_EVENTS) */

@@ -6,6 +6,8 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -15,6 +17,7 @@
 #include <zlib.h>
 
 #include "check.h"
+#include "wivaudit/cachedir.h"
 
 /* Offsets of the on-disk format (see src/cache.c), for damage tests that
  * must get past the checksums to reach a specific check. */
@@ -89,7 +92,7 @@ static void sleep_ms(long ms)
 static struct wiv_cache *open_cache(const char *dir, uint64_t max)
 {
 	char err[256] = "";
-	struct wiv_cache *c = wiv_cache_open(dir, max, err, sizeof(err));
+	struct wiv_cache *c = wiv_cache_open(dir, 0, max, err, sizeof(err));
 
 	if (!c)
 		fprintf(stderr, "open %s: %s\n", dir, err);
@@ -461,7 +464,9 @@ static void test_eviction(void)
 	size = (uint64_t)st.st_size;
 	wiv_cache_close(c);
 
-	/* Room for 10.5 entries: the 11th write evicts down to 9. */
+	/* Room for 10.5 entries: writing the 11th evicts ahead of its
+	 * writes, the least recently used entry only (e0 and e1 were
+	 * used), so that the temp file fits beside the entries. */
 	c = open_cache(dir, size * 21 / 2);
 	if (!c)
 		return;
@@ -481,7 +486,7 @@ static void test_eviction(void)
 	make_entry_events(&ev, text, sizeof(text), 10);
 	CHECK_INT(write_entry(c, "e10", &ev, 1, WIV_OBJECT_OK, &kept[10]), 0);
 	for (int k = 0; k <= 10; k++) {
-		bool gone = k == 2 || k == 3;
+		bool gone = k == 2;
 		char buf[sizeof(text)];
 
 		snprintf(id, sizeof(id), "e%d", k);
@@ -492,8 +497,8 @@ static void test_eviction(void)
 			  gone ? ENOENT : 0);
 	}
 
-	/* Opening with a lower bound evicts at once; a bound smaller than one
-	 * entry still keeps the entry just written. */
+	/* Opening with a lower bound evicts at once; an entry larger than
+	 * the bound is not kept, but served from memory. */
 	wiv_cache_close(c);
 	c = open_cache(dir, size / 2);
 	if (!c)
@@ -505,7 +510,20 @@ static void test_eviction(void)
 	for (int k = 0; k <= 11; k++) {
 		snprintf(id, sizeof(id), "e%d", k);
 		entry_path(path, sizeof(path), dir, id);
-		CHECK_INT(exists(path), k == 11);
+		CHECK_INT(exists(path), 0);
+	}
+	{
+		char buf[sizeof(text)];
+		struct wiv_cache_counters n;
+
+		CHECK_INT(wiv_cache_read_event(c, "e11", "key",
+					       &kept[11]->events[0], buf),
+			  0);
+		CHECK(memcmp(buf, text, kept[11]->events[0].length) == 0);
+		CHECK_INT(wiv_cache_lookup(c, "e11", "key", &idx), 0);
+		wiv_object_index_free(idx);
+		wiv_cache_counters(c, &n);
+		CHECK_INT(n.uncached, 1);
 	}
 	for (int k = 0; k < 12; k++)
 		wiv_object_index_free(kept[k]);
@@ -516,23 +534,24 @@ static void test_refusals(void)
 {
 	char dir[512], path[600], err[256];
 	struct wiv_cache *c;
+	struct stat st;
 	struct timespec old[2] = {{.tv_sec = time(NULL) - 3600},
 				  {.tv_sec = time(NULL) - 3600}};
 	int fd;
 
+	/* Ours but open to others: made 0700. */
 	sub_path(dir, sizeof(dir), "open");
 	CHECK(mkdir(dir, 0700) == 0 && chmod(dir, 0777) == 0);
-	err[0] = '\0';
-	c = wiv_cache_open(dir, 1 << 20, err, sizeof(err));
-	CHECK(c == NULL);
-	CHECK(strstr(err, "writable") != NULL);
+	c = open_cache(dir, 1 << 20);
+	CHECK(c != NULL);
 	wiv_cache_close(c);
+	CHECK(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700);
 
 	CHECK(chmod(dir, 0755) == 0);
 	if (geteuid() == 0) {
 		CHECK(chown(dir, 65534, 65534) == 0);
 		err[0] = '\0';
-		c = wiv_cache_open(dir, 1 << 20, err, sizeof(err));
+		c = wiv_cache_open(dir, 0, 1 << 20, err, sizeof(err));
 		CHECK(c == NULL);
 		CHECK(strstr(err, "owned") != NULL);
 		wiv_cache_close(c);
@@ -543,11 +562,11 @@ static void test_refusals(void)
 	fd = open(path, O_CREAT | O_WRONLY, 0600);
 	close(fd);
 	err[0] = '\0';
-	c = wiv_cache_open(path, 1 << 20, err, sizeof(err));
+	c = wiv_cache_open(path, 0, 1 << 20, err, sizeof(err));
 	CHECK(c == NULL && err[0] != '\0');
 	wiv_cache_close(c);
 
-	/* Stray temp files: an old one is removed, a fresh one kept. */
+	/* Temp files no writer holds a lock on are removed, however new. */
 	c = open_cache(dir, 1 << 20);
 	wiv_cache_close(c);
 	snprintf(path, sizeof(path), "%s/objects/00", dir);
@@ -559,7 +578,7 @@ static void test_refusals(void)
 	snprintf(path, sizeof(path), "%s/objects/00/.tmp.1.2", dir);
 	close(open(path, O_CREAT | O_WRONLY, 0600));
 	c = open_cache(dir, 1 << 20);
-	CHECK(exists(path));
+	CHECK(!exists(path));
 	snprintf(path, sizeof(path), "%s/objects/00/.tmp.1.1", dir);
 	CHECK(!exists(path));
 	wiv_cache_close(c);
@@ -710,6 +729,62 @@ static void test_counters_and_inspect(void)
 	wiv_cache_close(c);
 }
 
+/* wiv_cachedir_open: parents, modes, symlinks others could have placed. */
+static void test_cachedir_open(void)
+{
+	char dir[512], path[600], link[700], err[512];
+	struct stat st;
+	int fd;
+
+	/* Parents only with WIV_CACHEDIR_PARENTS, each 0700. */
+	sub_path(dir, sizeof(dir), "fresh/.cache/wivaudit");
+	CHECK_INT(wiv_cachedir_open(dir, WIV_CACHEDIR_CREATE, &fd, err,
+				    sizeof(err)),
+		  ENOENT);
+	CHECK_INT(wiv_cachedir_open(dir,
+				    WIV_CACHEDIR_PARENTS |
+					WIV_CACHEDIR_PRIVATE,
+				    &fd, err, sizeof(err)),
+		  0);
+	CHECK(fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0700);
+	close(fd);
+	sub_path(path, sizeof(path), "fresh/.cache");
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0700);
+
+	/* A symlink of ours in a directory of ours is followed. */
+	sub_path(link, sizeof(link), "fresh/link");
+	CHECK(symlink(dir, link) == 0);
+	CHECK_INT(wiv_cachedir_open(link, WIV_CACHEDIR_PRIVATE, &fd, err,
+				    sizeof(err)),
+		  0);
+	close(fd);
+
+	/* A plain file is no directory. */
+	sub_path(path, sizeof(path), "fresh/file");
+	close(open(path, O_CREAT | O_WRONLY, 0600));
+	CHECK(wiv_cachedir_open(path, 0, &fd, err, sizeof(err)) != 0 &&
+	      fd == -1);
+
+	if (geteuid() != 0)
+		return;
+	/* As root: a symlink in another user's directory is not followed,
+	 * even to create what it points to. */
+	sub_path(path, sizeof(path), "home-u");
+	CHECK(mkdir(path, 0755) == 0 && chown(path, 65533, 65533) == 0);
+	snprintf(link, sizeof(link), "%s/cache", path);
+	sub_path(dir, sizeof(dir), "rootonly");
+	CHECK(mkdir(dir, 0700) == 0);
+	snprintf(path, sizeof(path), "%s/new", dir);
+	CHECK(symlink(path, link) == 0 && lchown(link, 65533, 65533) == 0);
+	err[0] = '\0';
+	CHECK_INT(wiv_cachedir_open(link,
+				    WIV_CACHEDIR_CREATE | WIV_CACHEDIR_PRIVATE,
+				    &fd, err, sizeof(err)),
+		  ELOOP);
+	CHECK(strstr(err, "symlink") != NULL);
+	CHECK(!exists(path));
+}
+
 int main(void)
 {
 	if (!mkdtemp(base)) {
@@ -722,6 +797,7 @@ int main(void)
 	test_damage();
 	test_eviction();
 	test_refusals();
+	test_cachedir_open();
 	test_concurrency();
 	test_counters_and_inspect();
 	rm_rf(base);
