@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "wivaudit/cache.h"
+#include "wivaudit/cachedir.h"
 #include "wivaudit/cli.h"
 #include "wivaudit/escape.h"
 #include "wivaudit/jsonl_view.h"
@@ -440,8 +441,10 @@ int wiv_cli_export(int argc, char **argv)
 	struct wiv_source *src = wiv_source_open(&opts, &prefix, err,
 						 sizeof(err));
 	if (src)
-		cache = wiv_cache_open(opts.cache_dir, opts.cache_size, err,
-				       sizeof(err));
+		cache = wiv_cache_open(opts.cache_dir,
+				       opts.cache_dir_default ?
+					       WIV_CACHEDIR_PARENTS : 0,
+				       opts.cache_size, err, sizeof(err));
 	struct wiv_tree_config tcfg = {
 		.source = src,
 		.cache = cache,
@@ -451,7 +454,6 @@ int wiv_cli_export(int argc, char **argv)
 		.list_ttl_s = opts.list_ttl,
 		.parallel = opts.parallel,
 		.readahead_days = opts.readahead,
-		.cache_dir = opts.cache_dir,
 		.offline = opts.offline,
 		.max_object_events = (size_t)opts.max_object_events,
 		.max_object_bytes = opts.max_object_bytes,
