@@ -129,6 +129,7 @@ struct wiv_cache {
 	/* Since open; atomics, so the lookup path takes no lock for them. */
 	atomic_uint_fast64_t hits, misses, downloads, download_bytes;
 	atomic_uint_fast64_t over_limit;
+	atomic_uint_fast64_t missing;
 	/* Publishing them for `wivaudit cache stats`: pub_mu serializes
 	 * writers of the stats file and guards pub; last_pub_ms picks, without
 	 * the lock, the one caller a second that writes. */
@@ -947,6 +948,7 @@ static void publish(struct wiv_cache *c)
 		c->pub.downloads = atomic_load(&c->downloads);
 		c->pub.download_bytes = atomic_load(&c->download_bytes);
 		c->pub.over_limit = atomic_load(&c->over_limit);
+		c->pub.missing = atomic_load(&c->missing);
 		err = wiv_mount_stats_write(c->dir, &c->pub);
 	}
 	pthread_mutex_unlock(&c->pub_mu);
@@ -986,6 +988,15 @@ void wiv_cache_note_over_limit(struct wiv_cache *c)
 		publish(c);
 }
 
+void wiv_cache_note_missing(struct wiv_cache *c)
+{
+	/* Rare, and what a user checks for after an audit: published at
+	 * once rather than with the next counter that changes. */
+	atomic_fetch_add(&c->missing, 1);
+	if (atomic_load(&c->publishing))
+		publish(c);
+}
+
 void wiv_cache_counters(struct wiv_cache *c, struct wiv_cache_counters *out)
 {
 	out->hits = atomic_load(&c->hits);
@@ -993,6 +1004,7 @@ void wiv_cache_counters(struct wiv_cache *c, struct wiv_cache_counters *out)
 	out->downloads = atomic_load(&c->downloads);
 	out->download_bytes = atomic_load(&c->download_bytes);
 	out->over_limit = atomic_load(&c->over_limit);
+	out->missing = atomic_load(&c->missing);
 }
 
 int wiv_cache_publish(struct wiv_cache *c, const char *mountpoint,

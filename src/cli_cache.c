@@ -83,6 +83,10 @@ static void print_mount(const struct wiv_mount_stats *m, time_t now)
 	       human(m->download_bytes, size, sizeof(size)));
 	printf("  objects skipped over a ceiling %" PRIu64 "\n",
 	       m->over_limit);
+	if (m->missing)
+		printf("  objects not shown %" PRIu64 " (their directories "
+		       "name them in user.wivaudit.missing)\n",
+		       m->missing);
 }
 
 static int cmd_stats(const char *dir)

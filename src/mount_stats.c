@@ -80,9 +80,10 @@ int wiv_mount_stats_write(const char *cache_dir,
 		"\nstarted_at %" PRId64 "\nupdated_at %" PRId64
 		"\ncache_bound %" PRIu64 "\nhits %" PRIu64 "\nmisses %" PRIu64
 		"\ndownloads %" PRIu64 "\ndownload_bytes %" PRIu64
-		"\nover_limit %" PRIu64 "\n",
+		"\nover_limit %" PRIu64 "\nmissing %" PRIu64 "\n",
 		s->started_at, s->updated_at, s->cache_bound, s->hits,
-		s->misses, s->downloads, s->download_bytes, s->over_limit);
+		s->misses, s->downloads, s->download_bytes, s->over_limit,
+		s->missing);
 	if (fclose(mem) != 0) {
 		free(body);
 		return ENOMEM;
@@ -141,6 +142,8 @@ static int parse(FILE *f, struct wiv_mount_stats *s)
 			s->download_bytes = strtoull(value, NULL, 10);
 		} else if (strcmp(line, "over_limit") == 0) {
 			s->over_limit = strtoull(value, NULL, 10);
+		} else if (strcmp(line, "missing") == 0) {
+			s->missing = strtoull(value, NULL, 10);
 		}
 	}
 	return header && s->mountpoint && s->source ? 0 : EBADMSG;

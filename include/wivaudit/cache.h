@@ -106,6 +106,7 @@ void wiv_object_index_free(struct wiv_object_index *idx);
 struct wiv_cache_counters {
 	uint64_t hits, misses, downloads, download_bytes;
 	uint64_t over_limit; /* objects skipped for a ceiling */
+	uint64_t missing; /* objects whose events the tree cannot show */
 };
 
 /* Copies the counters into *out. */
@@ -116,6 +117,9 @@ void wiv_cache_note_download(struct wiv_cache *c, uint64_t bytes);
 
 /* Counts one object skipped for being over a ceiling. */
 void wiv_cache_note_over_limit(struct wiv_cache *c);
+
+/* Counts one object (key and ETag) whose events cannot be shown. */
+void wiv_cache_note_missing(struct wiv_cache *c);
 
 /* Publishes the counters of this process (a mount of source on
  * mountpoint) in <dir>/mounts/<pid>.stats: now, then at most once a second

@@ -21,6 +21,7 @@ struct wiv_mount_stats {
 	uint64_t downloads;   /* objects downloaded and stored */
 	uint64_t download_bytes;
 	uint64_t over_limit;  /* objects skipped for a ceiling */
+	uint64_t missing;     /* objects whose events cannot be shown */
 };
 
 /* Writes (temp file + rename) the stats file of s->pid. Returns 0 or
