@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wivaudit/escape.h"
 #include "wivaudit/log.h"
 #include "wivaudit/missing.h"
 
@@ -109,14 +110,9 @@ void wiv_missing_put_line(FILE *f, enum wiv_missing_reason r,
 			  const char *key, const char *storage_class,
 			  const char *bucket)
 {
-	for (const char *p = key; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (c < 0x20 || c == 0x7f || c == '%')
-			fprintf(f, "%%%02X", c);
-		else
-			fputc(c, f);
-	}
-	fprintf(f, "\t%s\t", wiv_missing_word(r));
+	/* Escaped, as wherever bucket text is printed: no tab or newline of
+	 * a key can break the line format. */
+	fprintf(f, "%s\t%s\t", wiv_esc(key).s, wiv_missing_word(r));
 	put_detail(f, r, key, storage_class, bucket);
 	fputc('\n', f);
 }

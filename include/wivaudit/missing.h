@@ -31,7 +31,7 @@ const char *wiv_missing_word(enum wiv_missing_reason r);
 
 /* Writes the attribute's line for one key:
  *	KEY<TAB>WORD<TAB>DETAIL<LF>
- * KEY percent-encoded (control bytes, DEL and '%'), DETAIL as logged. */
+ * KEY escaped (escape.h), DETAIL as logged. */
 void wiv_missing_put_line(FILE *f, enum wiv_missing_reason r,
 			  const char *key, const char *storage_class,
 			  const char *bucket);
