@@ -340,3 +340,15 @@ def test_doctor_warns_about_archived_objects(s3, corpus, fp, mounter):
     assert "aws s3api restore-object --bucket %s --key " % bucket in line
     assert "--restore-request Days=7" in line
     assert "FAIL" not in out, out
+
+
+# --- bad bodies, named the same way --------------------------------------------
+
+def test_bad_objects_are_named_too(s3, messy_corpus, mounter):
+    mirror, model = messy_corpus
+    assert model.bad_keys, "the messy corpus has no bad object"
+    bucket = seeded(s3, mirror)
+    m = mounter.mount("s3://" + bucket)
+    assert_tree(walk(m.path), model)
+    check_missing(m.path, model, set(model.bad_keys), lambda k: "bad")
+    assert stats_missing(m.cache_dir) == len(model.bad_keys)
