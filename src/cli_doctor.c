@@ -244,7 +244,7 @@ static void report_archived(struct scan *sc, const char *bucket)
 	      "until each is restored, e.g. %s",
 	      sc->archived, sc->archived == 1 ? "y is" : "ies are",
 	      sc->narchived_days, sc->narchived_days == 1 ? "" : "s", days,
-	      wiv_esc(restore ? restore : "aws s3api restore-object").s);
+	      restore ? restore : "aws s3api restore-object");
 	free(restore);
 }
 
@@ -482,7 +482,7 @@ static int run_checks(const struct wiv_options *o,
 		check("warn", "get",
 		      "%s is archived although listed otherwise: restore it "
 		      "(aws s3api restore-object ... --restore-request Days=7)",
-		      wiv_esc(newest->key).s);
+		      newest->key);
 		wiv_splitter_free(p.sp);
 		scan_free(&sc);
 		return 0;
