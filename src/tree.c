@@ -184,8 +184,9 @@ static void release_index(struct wiv_tree *t, struct object *obj)
  * again on the next access. Lock held. */
 static int remembered_error(const struct wiv_tree *t, const struct object *obj)
 {
-	if (obj->state != OBJ_FAILED)
-		return 0;
+	if (obj->state != OBJ_FAILED ||
+	    wiv_missing_of_errno(obj->error, true) != obj->missing)
+		return 0; /* not the failure that made it missing */
 	if (obj->missing == WIV_MISSING_GONE ||
 	    obj->missing == WIV_MISSING_CHANGED)
 		return obj->error;
