@@ -286,36 +286,6 @@ def test_deleted_and_replaced_objects_relist_at_once(s3, corpus, fp,
     assert any(e["op"] == "list" for e in log)
 
 
-def test_open_file_reads_what_it_opened(s3, corpus, fp, mounter, tmp_path):
-    """An fd opened before its object was deleted keeps reading the events
-    it opened, from their cache entry, after the directory relisted."""
-    mirror = tmp_path / "mirror"
-    shutil.copytree(corpus, mirror)
-    bucket = seeded(s3, mirror)
-    model = refmodel.Model(str(mirror))
-    held, trigger = pick(model, 2)
-    path, entry = next((p, f) for p, f in sorted(model.files.items())
-                       if f.key == held)
-    m = mount(mounter, fp, bucket, extra=["list_ttl=3600"])
-    fd = os.open(os.path.join(os.fsencode(m.path), path), os.O_RDONLY)
-    try:
-        assert os.pread(fd, 1 << 20, 0) == entry.content
-        for key in (held, trigger):
-            s3.aws("s3", "rm", "s3://%s/%s" % (bucket, key))
-            os.unlink(mirror / key)
-        after = refmodel.Model(str(mirror))
-        # The trigger's 404 relists the org: the held object leaves it.
-        t_dir = next(iter(model.missing_in({trigger})))
-        assert sorted(os.listdir(os.path.join(os.fsencode(m.path), t_dir))) \
-            == sorted(after.dirs[t_dir])
-        assert_tree(walk(m.path), after)
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        assert os.pread(fd, 1 << 20, 0) == entry.content
-    finally:
-        os.close(fd)
-
-
 # --- doctor ------------------------------------------------------------------
 
 def test_doctor_warns_about_archived_objects(s3, corpus, fp, mounter):
