@@ -243,9 +243,9 @@ static void test_url_encoded(void)
 	CHECK_INT(wiv_listxml_feed(p, url_page, strlen(url_page), true), 0);
 	/* %FF%FE is no UTF-8, but it is what the listing says: decoded and
 	 * left to the key rules. %00 and broken escapes are skipped. */
-	CHECK_STR(s.out, "K[a\001b\nc\033\177|e|1]"
-			 "K[o+1/p l+s%~\xc3\xbc|e|2]"
-			 "K[bad\xff\xfe|e|3]"
+	CHECK_STR(s.out, "K[a\001b\nc\033\177|e|1|]"
+			 "K[o+1/p l+s%~\xc3\xbc|e|2|]"
+			 "K[bad\xff\xfe|e|3|]"
 			 "P[sp ace\n/]");
 	CHECK_INT(wiv_listxml_undecodable(p), 4);
 	CHECK_INT(wiv_listxml_seen(p), 8);
@@ -255,7 +255,7 @@ static void test_url_encoded(void)
 	/* Not asked for: keys are taken as they are. */
 	struct seen raw = {0};
 	CHECK_INT(feed_all(url_page, &raw, NULL), 0);
-	CHECK(strstr(raw.out, "K[cut%4|e|5]") != NULL);
+	CHECK(strstr(raw.out, "K[cut%4|e|5|]") != NULL);
 }
 
 int main(void)
