@@ -558,6 +558,7 @@ static void publish(struct wiv_cache *c)
 		c->pub.over_limit = atomic_load(&c->over_limit);
 		c->pub.evicted = atomic_load(&c->evicted);
 		c->pub.uncached = atomic_load(&c->uncached);
+		c->pub.missing = atomic_load(&c->missing);
 		err = wiv_mount_stats_write(c->dir_fd, &c->pub);
 	}
 	pthread_mutex_unlock(&c->pub_mu);
@@ -601,6 +602,15 @@ void wiv_cache_note_over_limit(struct wiv_cache *c)
 		publish(c);
 }
 
+void wiv_cache_note_missing(struct wiv_cache *c)
+{
+	/* Rare, and what a user checks for after an audit: published at
+	 * once rather than with the next counter that changes. */
+	atomic_fetch_add(&c->missing, 1);
+	if (atomic_load(&c->publishing))
+		publish(c);
+}
+
 void wiv_cache_counters(struct wiv_cache *c, struct wiv_cache_counters *out)
 {
 	out->hits = atomic_load(&c->hits);
@@ -610,6 +620,7 @@ void wiv_cache_counters(struct wiv_cache *c, struct wiv_cache_counters *out)
 	out->over_limit = atomic_load(&c->over_limit);
 	out->evicted = atomic_load(&c->evicted);
 	out->uncached = atomic_load(&c->uncached);
+	out->missing = atomic_load(&c->missing);
 }
 
 int wiv_cache_publish(struct wiv_cache *c, const char *mountpoint,

@@ -72,7 +72,7 @@ struct wiv_cache {
 
 	/* Since open; atomics, so the lookup path takes no lock for them. */
 	atomic_uint_fast64_t hits, misses, downloads, download_bytes;
-	atomic_uint_fast64_t over_limit, evicted, uncached;
+	atomic_uint_fast64_t over_limit, evicted, uncached, missing;
 	/* Publishing them for `wivaudit cache stats`: pub_mu serializes
 	 * writers of the stats file and guards pub; last_pub_ms picks, without
 	 * the lock, the one caller a second that writes. */

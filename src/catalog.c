@@ -294,6 +294,7 @@ int wiv_catalog_ensure_root(struct wiv_tree *t, bool force)
 struct listed_object {
 	char *key;
 	char *etag;
+	char *storage_class;
 	uint64_t size;
 	struct wiv_key parsed;
 };
@@ -322,9 +323,12 @@ static int collect_object(void *arg, const struct wiv_object_info *info)
 	struct listed_object *lo = &oc->objs[oc->n];
 	lo->key = strdup(info->key);
 	lo->etag = strdup(info->etag ? info->etag : "");
-	if (!lo->key || !lo->etag) {
+	lo->storage_class =
+		strdup(info->storage_class ? info->storage_class : "");
+	if (!lo->key || !lo->etag || !lo->storage_class) {
 		free(lo->key);
 		free(lo->etag);
+		free(lo->storage_class);
 		return ENOMEM;
 	}
 	lo->size = info->size;
@@ -398,7 +402,8 @@ static struct object *new_object(struct wiv_tree *t, struct listed_object *lo)
 		return NULL;
 	obj->key = lo->key;
 	obj->etag = lo->etag;
-	lo->key = lo->etag = NULL;
+	obj->storage_class = lo->storage_class;
+	lo->key = lo->etag = lo->storage_class = NULL;
 	obj->size = lo->size;
 	obj->key_ms = lo->parsed.key_ms;
 	obj->type = lo->parsed.type;
@@ -406,10 +411,28 @@ static struct object *new_object(struct wiv_tree *t, struct listed_object *lo)
 		     obj->key, obj->etag, (int)t->cfg.layout) < 0) {
 		free(obj->key);
 		free(obj->etag);
+		free(obj->storage_class);
 		free(obj);
 		return NULL;
 	}
 	return obj;
+}
+
+/* Follows a carried object's storage class: archived by a lifecycle rule,
+ * or back (same ETag) after a restore or a copy. Returns whether its
+ * directories must be built again. */
+static bool restore_class(struct object *obj, struct listed_object *lo)
+{
+	if (strcmp(obj->storage_class, lo->storage_class) == 0)
+		return false;
+	free(obj->storage_class);
+	obj->storage_class = lo->storage_class;
+	lo->storage_class = NULL;
+	if (obj->missing == WIV_MISSING_ARCHIVED) {
+		obj->missing = WIV_MISSING_NONE;
+		obj->missing_noted = false;
+	}
+	return true;
 }
 
 /* Replaces the org's objects with a fresh listing. Objects with the same
@@ -446,6 +469,7 @@ static void merge_org_listing(struct wiv_tree *t, struct org *o,
 				continue; /* listed twice */
 			obj = old_objs[k];
 			carried[k] = true;
+			changed |= restore_class(obj, lo);
 		} else {
 			obj = new_object(t, lo);
 			if (!obj)
@@ -532,7 +556,9 @@ static void save_org_listing(struct wiv_tree *t, struct org *o)
 			l.entries[l.n++] = (struct wiv_listing_entry){
 				.key = o->types[ty].objs[i]->key,
 				.etag = o->types[ty].objs[i]->etag,
-				.size = o->types[ty].objs[i]->size};
+				.size = o->types[ty].objs[i]->size,
+				.storage_class =
+					o->types[ty].objs[i]->storage_class};
 	char id[1024];
 	listing_id(t, o->name, id, sizeof(id));
 	wiv_listing_save(wiv_cache_dir_fd(t->cfg.cache), id, &l);
@@ -543,7 +569,8 @@ static void save_org_listing(struct wiv_tree *t, struct org *o)
 static int collect_known(struct org_collect *oc, const struct object *obj)
 {
 	struct wiv_object_info info = {.key = obj->key, .etag = obj->etag,
-				       .size = obj->size};
+				       .size = obj->size,
+				       .storage_class = obj->storage_class};
 	return collect_object(oc, &info);
 }
 
@@ -552,6 +579,7 @@ static void org_collect_free(struct org_collect *oc)
 	for (size_t i = 0; i < oc->n; i++) {
 		free(oc->objs[i].key);
 		free(oc->objs[i].etag);
+		free(oc->objs[i].storage_class);
 	}
 	free(oc->objs);
 	key_list_free(&oc->strays);
@@ -569,7 +597,9 @@ static void load_org_listing(struct wiv_tree *t, struct org *o)
 	for (size_t i = 0; i < l->n && !err; i++) {
 		struct wiv_object_info info = {.key = l->entries[i].key,
 					       .etag = l->entries[i].etag,
-					       .size = l->entries[i].size};
+					       .size = l->entries[i].size,
+					       .storage_class =
+						       l->entries[i].storage_class};
 		err = collect_object(&oc, &info);
 	}
 	if (!err) {
@@ -589,6 +619,19 @@ static const char *newest_key(const struct type_listing *tl)
 		if (!newest || strcmp(tl->objs[i]->key, newest) > 0)
 			newest = tl->objs[i]->key;
 	return newest;
+}
+
+/* Whether a listed object of the org is archived: then every refresh
+ * lists the org in full, since only a full listing sees a restore (the
+ * storage class of an object already known). */
+static bool has_archived(const struct org *o)
+{
+	for (int ty = 0; ty < WIV_TYPE_COUNT; ty++)
+		for (size_t i = 0; i < o->types[ty].n; i++)
+			if (wiv_storage_class_archived(
+				    o->types[ty].objs[i]->storage_class))
+				return true;
+	return false;
 }
 
 struct org_list_plan {
@@ -642,7 +685,7 @@ int wiv_catalog_ensure_org(struct wiv_tree *t, struct org *o)
 	snprintf(org_prefix, sizeof(org_prefix), "%s%s/", t->cfg.prefix,
 		 o->name);
 	struct org_list_plan plan = {
-		.full = o->full_listed_at == 0 ||
+		.full = o->full_listed_at == 0 || has_archived(o) ||
 			wiv_tree_now() - o->full_listed_at >=
 				(time_t)t->cfg.list_ttl_s *
 					FULL_LISTING_EVERY_TTLS,
@@ -686,6 +729,15 @@ int wiv_catalog_ensure_org(struct wiv_tree *t, struct org *o)
 	org_collect_free(&oc);
 	pthread_cond_broadcast(&t->changed);
 	return err;
+}
+
+int wiv_catalog_relist_org(struct wiv_tree *t, struct org *o, time_t since)
+{
+	if (t->cfg.offline || o->full_listed_at > since)
+		return 0;
+	o->full_listed_at = 0;
+	o->listed_at = wiv_tree_now() - (time_t)t->cfg.list_ttl_s - 1;
+	return wiv_catalog_ensure_org(t, o);
 }
 
 /* The org named by the path, listed. Lock held. */
@@ -754,6 +806,7 @@ static void object_free(struct object *obj)
 {
 	free(obj->key);
 	free(obj->etag);
+	free(obj->storage_class);
 	free(obj->entry_id);
 	wiv_object_index_free(obj->index);
 	free(obj);

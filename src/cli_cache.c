@@ -88,6 +88,10 @@ static void print_mount(const struct wiv_mount_stats *m, time_t now)
 	       " (served from memory: larger than cache_size, or the disk "
 	       "was full)\n",
 	       m->evicted, m->uncached);
+	if (m->missing)
+		printf("  objects not shown %" PRIu64 " (their directories "
+		       "name them in user.wivaudit.missing)\n",
+		       m->missing);
 }
 
 static int cmd_stats(const char *dir, int dir_fd)

@@ -14,13 +14,17 @@
 
 #include "wivaudit/cli.h"
 #include "wivaudit/escape.h"
+#include "wivaudit/daterule.h"
 #include "wivaudit/keys.h"
+#include "wivaudit/missing.h"
 #include "wivaudit/opts.h"
 #include "wivaudit/source.h"
 #include "wivaudit/source_spec.h"
 #include "wivaudit/split.h"
 
 #define PROG "wivaudit doctor"
+/* Days named on the "archived objects" line before "and N more". */
+#define DAYS_NAMED 5
 /* Orgs named on the "org prefixes" line before "and N more". */
 #define ORGS_NAMED 5
 /* The splitter's bound for one event, as the mount's. */
@@ -84,6 +88,11 @@ struct scan {
 	char *example;	    /* one ignored key, for the answer */
 	struct org *cur;    /* the org being listed */
 	int err;	    /* ENOMEM while collecting */
+	/* Deliveries in GLACIER or DEEP_ARCHIVE: listed, not readable. */
+	uint64_t archived;
+	int64_t *archived_days; /* their key days, unsorted, unique */
+	size_t narchived_days;
+	char *archived_example;
 };
 
 static void note_ignored(struct scan *sc, const char *key)
@@ -129,6 +138,28 @@ static int on_org_prefix(void *arg, const char *common_prefix)
 	return 0;
 }
 
+/* Counts an archived delivery and its day. */
+static void note_archived(struct scan *sc, const char *key, int64_t key_ms)
+{
+	int64_t day = wiv_day_of_ms(key_ms);
+	sc->archived++;
+	if (!sc->archived_example && !(sc->archived_example = strdup(key))) {
+		sc->err = ENOMEM;
+		return;
+	}
+	for (size_t i = 0; i < sc->narchived_days; i++)
+		if (sc->archived_days[i] == day)
+			return;
+	int64_t *days = realloc(sc->archived_days,
+				(sc->narchived_days + 1) * sizeof(*days));
+	if (!days) {
+		sc->err = ENOMEM;
+		return;
+	}
+	sc->archived_days = days;
+	days[sc->narchived_days++] = day;
+}
+
 static int on_org_key(void *arg, const struct wiv_object_info *obj)
 {
 	struct scan *sc = arg;
@@ -136,6 +167,11 @@ static int on_org_key(void *arg, const struct wiv_object_info *obj)
 
 	if (wiv_key_parse(obj->key, sc->prefix_len, &k) != 0) {
 		note_ignored(sc, obj->key);
+		return sc->err;
+	}
+	if (wiv_storage_class_archived(obj->storage_class)) {
+		/* The get check below wants an object a GET can read. */
+		note_archived(sc, obj->key, k.key_ms);
 		return sc->err;
 	}
 	struct latest *l = &sc->cur->by_type[k.type];
@@ -163,6 +199,53 @@ static void scan_free(struct scan *sc)
 	}
 	free(sc->orgs);
 	free(sc->example);
+	free(sc->archived_days);
+	free(sc->archived_example);
+}
+
+static int compare_days(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* A warning, not a failure: the mount shows everything else, and names
+ * these objects on their directories until they are restored. */
+static void report_archived(struct scan *sc, const char *bucket)
+{
+	char days[256] = "";
+	size_t used = 0;
+
+	if (!sc->archived)
+		return;
+	qsort(sc->archived_days, sc->narchived_days, sizeof(int64_t),
+	      compare_days);
+	for (size_t i = 0; i < sc->narchived_days && i < DAYS_NAMED; i++) {
+		int y, m, d;
+		wiv_day_to_ymd(sc->archived_days[i], &y, &m, &d);
+		used += (size_t)snprintf(days + used, sizeof(days) - used,
+					 "%s%04d-%02d-%02d", i ? ", " : "", y,
+					 m, d);
+	}
+	if (sc->narchived_days > DAYS_NAMED && used < sizeof(days))
+		snprintf(days + used, sizeof(days) - used, " and %zu more",
+			 sc->narchived_days - DAYS_NAMED);
+	char *restore = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&restore, &len);
+	if (mem) {
+		wiv_missing_put_restore(mem, bucket ? bucket : "BUCKET",
+					sc->archived_example);
+		fclose(mem);
+	}
+	check("warn", "archived objects",
+	      "%" PRIu64 " deliver%s in GLACIER or DEEP_ARCHIVE, on %zu "
+	      "day%s (%s): the mount shows their days but not their events "
+	      "until each is restored, e.g. %s",
+	      sc->archived, sc->archived == 1 ? "y is" : "ies are",
+	      sc->narchived_days, sc->narchived_days == 1 ? "" : "s", days,
+	      restore ? restore : "aws s3api restore-object");
+	free(restore);
 }
 
 /* "2026-01-28 09:05 UTC (3 h ago)" */
@@ -372,6 +455,11 @@ static int run_checks(const struct wiv_options *o,
 		      "Wiv deliveries, ignored by the mount (e.g. %s)",
 		      sc.ignored, sc.ignored == 1 ? "" : "s",
 		      sc.ignored == 1 ? "is" : "are", sc.example);
+	report_archived(&sc, spec->bucket);
+	if (!newest && sc.archived) {
+		scan_free(&sc);
+		return 0; /* nothing a GET could read: the warning says why */
+	}
 	if (!newest) {
 		check(
 		    "FAIL", "deliveries",
@@ -390,7 +478,16 @@ static int run_checks(const struct wiv_options *o,
 	wiv_splitter_set_limits(p.sp, (size_t)o->max_object_events,
 				o->max_object_bytes);
 	rc = wiv_source_get(src, newest->key, newest->etag, on_body, &p);
-	if (rc == EACCES) {
+	if (rc == ENOMEDIUM) {
+		check("warn", "get",
+		      "%s is archived although listed otherwise: restore it "
+		      "(aws s3api restore-object ... --restore-request Days=7)",
+		      newest->key);
+		wiv_splitter_free(p.sp);
+		scan_free(&sc);
+		return 0;
+	}
+	if (rc == EACCES || rc == EPERM) {
 		check("FAIL", "get permission",
 		      "access denied reading %s: "
 		      "the policy lacks s3:GetObject on arn:aws:s3:::%s/%s*%s",

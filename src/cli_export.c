@@ -438,7 +438,7 @@ int wiv_cli_export(int argc, char **argv)
 	char *prefix = NULL;
 	struct wiv_cache *cache = NULL;
 	struct wiv_tree *tree = NULL;
-	struct wiv_source *src = wiv_source_open(&opts, &prefix, err,
+	struct wiv_source *src = wiv_source_open(&opts, &prefix, NULL, err,
 						 sizeof(err));
 	if (src)
 		cache = wiv_cache_open(opts.cache_dir,

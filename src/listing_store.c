@@ -2,8 +2,9 @@
  * inspected by hand:
  *
  *	wivaudit-listing 1 <listed_at> <count>
- *	<etag> <size> <key>    (etag and key percent-encoded: no space, tab or
- *	                        newline)
+ *	<etag> <size> <class> <key>   (etag, storage class and key
+ *	                               percent-encoded: no space, tab or
+ *	                               newline; "-" for an empty etag/class)
  *	...
  *	crc32 <8 hex digits>   (of every byte before this line)
  */
@@ -27,8 +28,9 @@
 #include "wivaudit/log.h"
 
 #define HEADER_WORD "wivaudit-listing"
-/* 2 added sizes; a version 1 file is simply listed again. */
-#define FORMAT_VERSION 2
+/* 2 added sizes, 3 storage classes; an older file is simply listed
+ * again. */
+#define FORMAT_VERSION 3
 /* 64 hex digits + ".lst" + NUL */
 #define LISTING_NAME_LEN (2 * SHA256_DIGEST_LENGTH + 5)
 
@@ -121,6 +123,9 @@ int wiv_listing_save(int cache_fd, const char *listing_id,
 	for (size_t i = 0; i < l->n; i++) {
 		put_encoded(mem, l->entries[i].etag[0] ? l->entries[i].etag : "-");
 		fprintf(mem, " %" PRIu64 " ", l->entries[i].size);
+		const char *sc = l->entries[i].storage_class;
+		put_encoded(mem, sc && sc[0] ? sc : "-");
+		fputc(' ', mem);
 		put_encoded(mem, l->entries[i].key);
 		fputc('\n', mem);
 	}
@@ -207,8 +212,8 @@ static int parse(char *body, struct wiv_listing *l)
 		return EBADMSG;
 	if (version != FORMAT_VERSION)
 		return ENOENT;
-	/* Every line has at least "- 0 k\n": bounds n by the data. */
-	if (n > strlen(body) / 6)
+	/* Every line has at least "- 0 - k\n": bounds n by the data. */
+	if (n > strlen(body) / 8)
 		return EBADMSG;
 	l->listed_at = listed_at;
 	l->entries = calloc(n ? n : 1, sizeof(*l->entries));
@@ -219,20 +224,24 @@ static int parse(char *body, struct wiv_listing *l)
 		char *nl = strchr(p, '\n');
 		char *space = strchr(p, ' ');
 		char *space2 = space ? strchr(space + 1, ' ') : NULL;
-		if (!nl || !space2 || space2 > nl)
+		char *space3 = space2 ? strchr(space2 + 1, ' ') : NULL;
+		if (!nl || !space3 || space3 > nl)
 			return EBADMSG;
-		*nl = *space = *space2 = '\0';
+		*nl = *space = *space2 = *space3 = '\0';
 		char *end;
 		uint64_t size = strtoull(space + 1, &end, 10);
-		if (!decode(p) || *end || end == space + 1 || !decode(space2 + 1) ||
-		    !space2[1])
+		if (!decode(p) || *end || end == space + 1 ||
+		    !decode(space2 + 1) || !decode(space3 + 1) || !space3[1])
 			return EBADMSG;
 		struct wiv_listing_entry *e = &l->entries[l->n];
 		e->size = size;
 		e->etag = strdup(strcmp(p, "-") == 0 ? "" : p);
-		e->key = strdup(space2 + 1);
-		if (!e->etag || !e->key) {
+		e->storage_class =
+			strdup(strcmp(space2 + 1, "-") == 0 ? "" : space2 + 1);
+		e->key = strdup(space3 + 1);
+		if (!e->etag || !e->key || !e->storage_class) {
 			free(e->etag);
+			free(e->storage_class);
 			free(e->key);
 			return ENOMEM;
 		}
@@ -318,6 +327,7 @@ void wiv_listing_free(struct wiv_listing *l)
 	for (size_t i = 0; i < l->n; i++) {
 		free(l->entries[i].key);
 		free(l->entries[i].etag);
+		free(l->entries[i].storage_class);
 	}
 	free(l->entries);
 	free(l);

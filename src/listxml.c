@@ -25,6 +25,7 @@ struct wiv_listxml {
 
 	/* The <Contents> being read. */
 	char *key, *etag; /* key NULL: undecodable, skipped */
+	char *storage_class;
 	unsigned long long size;
 	char *prefix; /* the <CommonPrefixes> being read */
 	bool have_key;
@@ -77,6 +78,8 @@ static void XMLCALL on_start(void *data, const XML_Char *name,
 			p->size = 0;
 			free(p->etag);
 			p->etag = NULL;
+			free(p->storage_class);
+			p->storage_class = NULL;
 		}
 	}
 }
@@ -222,7 +225,9 @@ static void end_contents(struct wiv_listxml *p)
 	p->seen++;
 	if (!p->on_object || !p->key)
 		return;
-	struct wiv_object_info info = {p->key, p->etag ? p->etag : "", p->size};
+	struct wiv_object_info info = {
+		p->key, p->etag ? p->etag : "", p->size,
+		p->storage_class ? p->storage_class : ""};
 	if (p->on_object(p->arg, &info))
 		fail(p, ECANCELED);
 }
@@ -243,6 +248,8 @@ static void end_list_element(struct wiv_listxml *p, const char *name)
 		} else if (strcmp(name, "Size") == 0) {
 			if (!parse_ull(t, &p->size))
 				fail(p, EBADMSG);
+		} else if (strcmp(name, "StorageClass") == 0) {
+			set_str(p, &p->storage_class, t);
 		}
 	} else if (p->depth == 3 && p->in_prefixes &&
 		   strcmp(name, "Prefix") == 0) {
@@ -398,6 +405,7 @@ void wiv_listxml_free(struct wiv_listxml *p)
 	XML_ParserFree(p->xp);
 	free(p->text);
 	free(p->key);
+	free(p->storage_class);
 	free(p->etag);
 	free(p->prefix);
 	free(p->next_token);

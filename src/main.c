@@ -52,10 +52,14 @@ static void route_fuse_log(enum fuse_log_level level, const char *fmt,
 		"fuse: %s", line);
 }
 
-static struct wiv_source *open_source(struct wiv_options *o, char **prefix)
+/* Opens the source the user named; sets *prefix, and *bucket for a bucket
+ * (NULL for a directory). */
+static struct wiv_source *open_source(struct wiv_options *o, char **prefix,
+				      char **bucket)
 {
 	char err[512] = "";
-	struct wiv_source *src = wiv_source_open(o, prefix, err, sizeof(err));
+	struct wiv_source *src =
+		wiv_source_open(o, prefix, bucket, err, sizeof(err));
 	if (!src)
 		fail("%s", err);
 	return src;
@@ -89,9 +93,9 @@ static void log_cache_counters(struct wiv_cache *cache)
 	wiv_cache_counters(cache, &n);
 	wiv_info("cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
 		 " objects downloaded (%" PRIu64 " bytes), %" PRIu64
-		 " skipped over a ceiling, %" PRIu64 " entries evicted, %" PRIu64
-		 " served from memory",
-		 n.hits, n.misses, n.downloads, n.download_bytes,
+		 " objects not shown (%" PRIu64 " skipped over a ceiling), %" PRIu64
+		 " entries evicted, %" PRIu64 " served from memory",
+		 n.hits, n.misses, n.downloads, n.download_bytes, n.missing,
 		 n.over_limit, n.evicted, n.uncached);
 }
 
@@ -180,7 +184,7 @@ int main(int argc, char **argv)
 	struct wiv_source *src = NULL;
 	struct wiv_cache *cache = NULL;
 	struct wiv_tree *tree = NULL;
-	char *prefix = NULL;
+	char *prefix = NULL, *bucket = NULL;
 	char err[512] = "";
 
 	if (stat(opts.mountpoint, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -188,7 +192,7 @@ int main(int argc, char **argv)
 		     errno ? strerror(errno) : "not a directory");
 		goto out;
 	}
-	src = open_source(&opts, &prefix);
+	src = open_source(&opts, &prefix, &bucket);
 	if (!src)
 		goto out;
 	/* The default's parents are ours to create (a fresh ~/.cache); a
@@ -204,6 +208,7 @@ int main(int argc, char **argv)
 		.source = src,
 		.cache = cache,
 		.prefix = prefix,
+		.bucket = bucket,
 		.layout = opts.layout,
 		.window_s = opts.window,
 		.list_ttl_s = opts.list_ttl,
@@ -241,6 +246,7 @@ out:
 	wiv_cache_close(cache);
 	wiv_source_free(src);
 	free(prefix);
+	free(bucket);
 	fuse_opt_free_args(&args);
 	wiv_opts_free(&opts);
 	return rc;

@@ -81,10 +81,10 @@ int wiv_mount_stats_write(int cache_fd, const struct wiv_mount_stats *s)
 		"\ncache_bound %" PRIu64 "\nhits %" PRIu64 "\nmisses %" PRIu64
 		"\ndownloads %" PRIu64 "\ndownload_bytes %" PRIu64
 		"\nover_limit %" PRIu64 "\nevicted %" PRIu64
-		"\nuncached %" PRIu64 "\n",
+		"\nuncached %" PRIu64 "\nmissing %" PRIu64 "\n",
 		s->started_at, s->updated_at, s->cache_bound, s->hits,
 		s->misses, s->downloads, s->download_bytes, s->over_limit,
-		s->evicted, s->uncached);
+		s->evicted, s->uncached, s->missing);
 	if (fclose(mem) != 0) {
 		free(body);
 		close(dir_fd);
@@ -152,6 +152,8 @@ static int parse(FILE *f, struct wiv_mount_stats *s)
 			s->evicted = strtoull(value, NULL, 10);
 		} else if (strcmp(line, "uncached") == 0) {
 			s->uncached = strtoull(value, NULL, 10);
+		} else if (strcmp(line, "missing") == 0) {
+			s->missing = strtoull(value, NULL, 10);
 		}
 	}
 	return header && s->mountpoint && s->source ? 0 : EBADMSG;

@@ -7,7 +7,7 @@
 #include "wivaudit/source_spec.h"
 
 struct wiv_source *wiv_source_open(struct wiv_options *o, char **prefix,
-				   char *err, size_t errlen)
+				   char **bucket, char *err, size_t errlen)
 {
 	struct wiv_source_spec spec;
 	struct wiv_source *src = NULL;
@@ -36,6 +36,10 @@ struct wiv_source *wiv_source_open(struct wiv_options *o, char **prefix,
 	if (src) {
 		*prefix = spec.prefix;
 		spec.prefix = NULL;
+		if (bucket) {
+			*bucket = spec.bucket;
+			spec.bucket = NULL;
+		}
 	}
 	wiv_source_spec_free(&spec);
 	return src;

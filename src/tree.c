@@ -24,9 +24,6 @@
 #include "wivaudit/strmap.h"
 #include "wivaudit/tree.h"
 
-/* How long a failed download is remembered before it is tried again. */
-#define RETRY_FAILED_AFTER_S 5
-
 enum depth { D_ROOT, D_ORG, D_YEAR, D_MONTH, D_DAY, D_TYPE, D_EVENT };
 
 struct tree_path {
@@ -181,11 +178,31 @@ static void release_index(struct wiv_tree *t, struct object *obj)
 	trim_indexes(t);
 }
 
+/* The error a failure that is known to last gives again without a request:
+ * this version of the object is gone or changed (until the listing drops
+ * it), or denied (until the next listing). A transient failure is tried
+ * again on the next access. Lock held. */
+static int remembered_error(const struct wiv_tree *t, const struct object *obj)
+{
+	if (obj->state != OBJ_FAILED ||
+	    wiv_missing_of_errno(obj->error, true) != obj->missing)
+		return 0; /* not the failure that made it missing */
+	if (obj->missing == WIV_MISSING_GONE ||
+	    obj->missing == WIV_MISSING_CHANGED)
+		return obj->error;
+	if (obj->missing == WIV_MISSING_DENIED &&
+	    wiv_tree_now() - obj->failed_at < (time_t)t->cfg.list_ttl_s)
+		return obj->error;
+	return 0;
+}
+
 /* Downloads (or reads from the cache) the object's index, one download per
- * object at a time: others wait for it. With out, the caller gets a new
- * index to free. Without, the index is kept in memory (or the one kept is
- * used) and counted as in use until release_index. Lock not held. Returns
- * 0 or errno. */
+ * object at a time: others wait for it and share its outcome. With out,
+ * the caller gets a new index to free. Without, the index is kept in
+ * memory (or the one kept is used) and counted as in use until
+ * release_index. An archived object is read from the cache only: a GET
+ * would be refused. Lock not held. Returns 0 or errno (ENOMEDIUM for an
+ * archived object not in the cache). */
 static int load_index(struct wiv_tree *t, struct object *obj,
 		      struct wiv_object_index **out)
 {
@@ -198,18 +215,25 @@ static int load_index(struct wiv_tree *t, struct object *obj,
 			pthread_mutex_unlock(&t->lock);
 			return 0;
 		}
-		if (obj->state == OBJ_FAILED &&
-		    wiv_tree_now() - obj->failed_at < RETRY_FAILED_AFTER_S) {
+		int known = remembered_error(t, obj);
+		if (known) {
+			pthread_mutex_unlock(&t->lock);
+			return known;
+		}
+		if (obj->state != OBJ_LOADING)
+			break;
+		unsigned waited_for = obj->loads_done;
+		while (obj->state == OBJ_LOADING)
+			pthread_cond_wait(&t->changed, &t->lock);
+		if (obj->state == OBJ_FAILED && obj->loads_done != waited_for) {
 			int err = obj->error;
 			pthread_mutex_unlock(&t->lock);
 			return err;
 		}
-		if (obj->state != OBJ_LOADING)
-			break;
-		pthread_cond_wait(&t->changed, &t->lock);
 	}
 	bool over_limit = obj->over_limit;
 	obj->state = OBJ_LOADING;
+	bool archived = wiv_storage_class_archived(obj->storage_class);
 	pthread_mutex_unlock(&t->lock);
 
 	struct wiv_fetch_request req = {
@@ -220,7 +244,7 @@ static int load_index(struct wiv_tree *t, struct object *obj,
 		.etag = obj->etag,
 		.entry_id = obj->entry_id,
 		.size = obj->size,
-		.cache_only = t->cfg.offline,
+		.cache_only = t->cfg.offline || archived,
 		.max_events = t->cfg.max_object_events,
 		.max_bytes = t->cfg.max_object_bytes,
 	};
@@ -233,7 +257,9 @@ static int load_index(struct wiv_tree *t, struct object *obj,
 	} else {
 		err = wiv_fetch_object(&req, &index);
 	}
-	if (err == ENOENT && t->cfg.offline) {
+	if (err == ENOENT && archived) {
+		err = ENOMEDIUM;
+	} else if (err == ENOENT && t->cfg.offline) {
 		if (!obj->offline_logged)
 			wiv_err("offline: %s was never fetched, so its events "
 				"cannot be shown", obj->key);
@@ -242,9 +268,11 @@ static int load_index(struct wiv_tree *t, struct object *obj,
 	}
 
 	pthread_mutex_lock(&t->lock);
+	obj->loads_done++;
 	if (err == 0) {
 		obj->state = OBJ_CACHED;
 		obj->over_limit = index->status == WIV_OBJECT_OVER_LIMIT;
+		t->read_ok = true;
 		if (out) {
 			*out = index;
 		} else {
@@ -276,34 +304,26 @@ static int acquire_index(struct wiv_tree *t, struct object *obj)
 struct load_batch {
 	struct wiv_tree *t;
 	struct object **objs;
-	bool *acquired;
+	int *errors;
 	size_t n;
 	atomic_size_t next;
-	atomic_int first_error;
 };
 
 static void *load_worker(void *arg)
 {
 	struct load_batch *b = arg;
 	size_t i;
-	while ((i = atomic_fetch_add(&b->next, 1)) < b->n) {
-		int err = acquire_index(b->t, b->objs[i]);
-		b->acquired[i] = err == 0;
-		int none = 0;
-		if (err)
-			atomic_compare_exchange_strong(&b->first_error, &none,
-						       err);
-	}
+	while ((i = atomic_fetch_add(&b->next, 1)) < b->n)
+		b->errors[i] = acquire_index(b->t, b->objs[i]);
 	return NULL;
 }
 
-/* Acquires the indexes of objs (acquired[i] says which), cfg.parallel
- * downloads at a time. Lock not held. Returns the first error. */
-static int acquire_indexes(struct wiv_tree *t, struct object **objs, size_t n,
-			   bool *acquired)
+/* Acquires the indexes of objs (errors[i] is 0 for those acquired, else
+ * why not), cfg.parallel downloads at a time. Lock not held. */
+static void acquire_indexes(struct wiv_tree *t, struct object **objs, size_t n,
+			    int *errors)
 {
-	struct load_batch b = {.t = t, .objs = objs, .acquired = acquired,
-			       .n = n};
+	struct load_batch b = {.t = t, .objs = objs, .errors = errors, .n = n};
 	/* An object already cached in this mount costs a read of its index,
 	 * less than starting a thread: threads are for the others. */
 	size_t uncached = 0;
@@ -321,18 +341,59 @@ static int acquire_indexes(struct wiv_tree *t, struct object **objs, size_t n,
 	load_worker(&b);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
-	return atomic_load(&b.first_error);
 }
 
 /* Releases what acquire_indexes acquired and frees the arrays. Lock held. */
 static void release_indexes(struct wiv_tree *t, struct object **objs,
-			    bool *acquired, size_t n)
+			    int *errors, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (acquired[i])
+		if (errors[i] == 0)
 			release_index(t, objs[i]);
-	free(acquired);
+	free(errors);
 	free(objs);
+}
+
+/* Records that obj's events cannot be shown, logging and counting it the
+ * first time. Returns whether this was the first time. Lock held. */
+static bool note_missing(struct wiv_tree *t, struct object *obj,
+			 enum wiv_missing_reason reason)
+{
+	obj->missing = reason;
+	if (obj->missing_noted)
+		return false;
+	obj->missing_noted = true;
+	wiv_missing_log(reason, obj->key, obj->storage_class, t->cfg.bucket);
+	wiv_cache_note_missing(t->cfg.cache);
+	return true;
+}
+
+/* Sorts out the failures of a build's objects: an object that cannot be
+ * read as listed is missing from the directory; any other failure fails
+ * the whole directory (never a silently partial one). Sets *relist when an
+ * object was newly found gone or changed. Lock held. Returns 0 or the
+ * directory's errno. */
+static int triage_failures(struct wiv_tree *t, struct object **objs,
+			   const int *errors, size_t n, bool *relist)
+{
+	int err = 0;
+	*relist = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!errors[i])
+			continue;
+		enum wiv_missing_reason r =
+			wiv_missing_of_errno(errors[i], t->read_ok);
+		if (r == WIV_MISSING_NONE) {
+			/* A 403 before any object was read is the bucket's. */
+			if (!err)
+				err = errors[i] == EPERM ? EACCES : errors[i];
+			continue;
+		}
+		bool first = note_missing(t, objs[i], r);
+		*relist |= first && (r == WIV_MISSING_GONE ||
+				     r == WIV_MISSING_CHANGED);
+	}
+	return err;
 }
 
 /* ---- read-ahead ---- */
@@ -485,6 +546,7 @@ static void event_dir_free(struct event_dir *d)
 	}
 	free(d->entries);
 	free(d->line_ends);
+	free(d->missing);
 	wiv_strmap_clear(&d->by_name);
 	free(d);
 }
@@ -557,9 +619,24 @@ static int add_entry(struct event_dir *d, size_t *cap, const char *dir_path,
 	return 0;
 }
 
-/* Builds the events of one day/type directory from loaded objects. */
+/* Adds obj to the directory's missing objects. */
+static int add_missing(struct event_dir *d, struct object *obj)
+{
+	struct object **m =
+		realloc(d->missing, (d->nmissing + 1) * sizeof(*m));
+	if (!m)
+		return ENOMEM;
+	d->missing = m;
+	m[d->nmissing++] = obj;
+	return 0;
+}
+
+/* Builds the events of one day/type directory from the loaded objects
+ * (errors[i] == 0); the others, and those with a bad body, are named as
+ * missing. Lock held. */
 static int build_event_dir(struct wiv_tree *t, struct event_dir *d,
-			   struct object **objs, size_t nobjs)
+			   struct object **objs, const int *errors,
+			   size_t nobjs)
 {
 	char dir_path[1024];
 	int y, m, dd;
@@ -573,9 +650,20 @@ static int build_event_dir(struct wiv_tree *t, struct event_dir *d,
 	int err = 0;
 	for (size_t i = 0; i < nobjs && !err; i++) {
 		struct object *obj = objs[i];
-		const struct wiv_object_index *idx = obj->index;
-		if (idx->status != WIV_OBJECT_OK)
+		if (errors[i]) {
+			err = add_missing(d, obj);
 			continue;
+		}
+		const struct wiv_object_index *idx = obj->index;
+		if (idx->status != WIV_OBJECT_OK) {
+			note_missing(t, obj,
+				     idx->status == WIV_OBJECT_OVER_LIMIT
+					     ? WIV_MISSING_OVER_LIMIT
+					     : WIV_MISSING_BAD);
+			err = add_missing(d, obj);
+			continue;
+		}
+		obj->missing = WIV_MISSING_NONE;
 		for (size_t k = 0; k < idx->n_events && !err; k++) {
 			const struct wiv_cached_event *ev = &idx->events[k];
 			struct wiv_event_date date = wiv_event_date(
@@ -640,21 +728,33 @@ int wiv_tree_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
 		memcpy(objs, tl->objs + first, n * sizeof(*objs));
 		unsigned generation = o->generation;
 
-		bool *acquired = calloc(n ? n : 1, sizeof(*acquired));
-		if (!acquired) {
+		int *errors = calloc(n ? n : 1, sizeof(*errors));
+		if (!errors) {
 			free(objs);
 			return ENOMEM;
 		}
 		pthread_mutex_unlock(&t->lock);
-		int err = acquire_indexes(t, objs, n, acquired);
+		time_t started = wiv_tree_now();
+		acquire_indexes(t, objs, n, errors);
 		pthread_mutex_lock(&t->lock);
+		bool relist;
+		int err = triage_failures(t, objs, errors, n, &relist);
 		if (err) {
-			release_indexes(t, objs, acquired, n);
-			return err == ENOENT || err == ESTALE ? EIO : err;
+			release_indexes(t, objs, errors, n);
+			return err == EACCES || err == ENOMEM ? err : EIO;
+		}
+		/* A listed object is gone or changed: the bucket moved on, so
+		 * list the org again now and build from what it holds. */
+		if (relist && attempt < 3) {
+			release_indexes(t, objs, errors, n);
+			err = wiv_catalog_relist_org(t, o, started);
+			if (err)
+				return err;
+			continue;
 		}
 		/* The listing changed meanwhile: build from the new one. */
 		if (o->generation != generation && attempt < 3) {
-			release_indexes(t, objs, acquired, n);
+			release_indexes(t, objs, errors, n);
 			continue;
 		}
 
@@ -665,9 +765,9 @@ int wiv_tree_event_dir(struct wiv_tree *t, struct org *o, int64_t day,
 			d->type = type;
 			d->generation = generation;
 			d->serial = ++t->dir_serial;
-			err = build_event_dir(t, d, objs, n);
+			err = build_event_dir(t, d, objs, errors, n);
 		}
-		release_indexes(t, objs, acquired, n);
+		release_indexes(t, objs, errors, n);
 		if (!d || err) {
 			if (d)
 				event_dir_free(d);
@@ -1149,6 +1249,45 @@ static int put_value(const char *value, size_t vlen, char *buf, size_t size,
 	return 0;
 }
 
+#define MISSING_XATTR "user.wivaudit.missing"
+
+/* The attribute of a day/type directory: one line per object whose events
+ * it cannot show, present only when there is one. Lock held. */
+static int dir_xattr(struct wiv_tree *t, struct org *o,
+		     const struct tree_path *tp, const char *name, char *buf,
+		     size_t size, size_t *len)
+{
+	int64_t day = path_day(tp);
+	if (!wiv_catalog_has_day(o->types[tp->type].days,
+				 o->types[tp->type].ndays, day))
+		return ENOENT;
+	struct event_dir *d;
+	int err = wiv_tree_event_dir(t, o, day, tp->type, &d);
+	if (err)
+		return err;
+	if (!name)
+		return d->nmissing ? put_value(MISSING_XATTR,
+					       sizeof(MISSING_XATTR), buf,
+					       size, len)
+				   : put_value("", 0, buf, size, len);
+	if (strcmp(name, MISSING_XATTR) != 0 || !d->nmissing)
+		return ENODATA;
+	char *text = NULL;
+	size_t text_len = 0;
+	FILE *mem = open_memstream(&text, &text_len);
+	if (!mem)
+		return ENOMEM;
+	for (size_t i = 0; i < d->nmissing; i++)
+		wiv_missing_put_line(mem, d->missing[i]->missing,
+				     d->missing[i]->key,
+				     d->missing[i]->storage_class,
+				     t->cfg.bucket);
+	err = fclose(mem) == 0 ? put_value(text, text_len, buf, size, len)
+			       : ENOMEM;
+	free(text);
+	return err;
+}
+
 int wiv_tree_xattr(struct wiv_tree *t, const char *path, const char *name,
 		   char *buf, size_t size, size_t *len)
 {
@@ -1156,6 +1295,11 @@ int wiv_tree_xattr(struct wiv_tree *t, const char *path, const char *name,
 	struct org *o;
 	pthread_mutex_lock(&t->lock);
 	int err = resolve(t, path, &tp, &o);
+	if (!err && tp.depth == D_TYPE) {
+		err = dir_xattr(t, o, &tp, name, buf, size, len);
+		pthread_mutex_unlock(&t->lock);
+		return err;
+	}
 	struct entry *e = NULL;
 	if (!err && tp.depth == D_EVENT)
 		err = find_entry(t, &tp, o, &e);

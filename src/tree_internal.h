@@ -12,6 +12,7 @@
 #include "wivaudit/cache.h"
 #include "wivaudit/keys.h"
 #include "wivaudit/jobs.h"
+#include "wivaudit/missing.h"
 #include "wivaudit/strmap.h"
 #include "wivaudit/tree.h"
 
@@ -22,12 +23,18 @@ enum object_state { OBJ_UNKNOWN, OBJ_LOADING, OBJ_CACHED, OBJ_FAILED };
 struct object {
 	char *key;
 	char *etag;
+	char *storage_class; /* as last listed; "" when the listing named none */
 	char *entry_id;
 	uint64_t size;   /* as listed: a body of another size is not whole */
 	int64_t key_ms;
 	enum wiv_log_type type;
 	enum object_state state;
 	int error;
+	unsigned loads_done; /* tells a waiter that the load it waited for ended */
+	/* Why this version of the object cannot be shown, if it cannot;
+	 * logged and counted once. */
+	enum wiv_missing_reason missing;
+	bool missing_noted;
 	bool offline_logged;
 	bool over_limit;      /* over a ceiling: skipped, never fetched again */
 	bool prefetch_queued; /* waiting in the read-ahead queue */
@@ -83,6 +90,10 @@ struct event_dir {
 	unsigned generation;
 	struct entry *entries; /* in (key_ms, key, position) order */
 	size_t n;
+	/* Objects within W of the day whose events cannot be shown (their
+	 * reason in obj->missing), in key order. */
+	struct object **missing;
+	size_t nmissing;
 	struct wiv_strmap by_name;
 	uint64_t serial;       /* unique per build: tells a rebuilt one apart */
 	/* The JSON Lines view's end offset of each event's line (n + 1
@@ -122,6 +133,7 @@ struct wiv_tree {
 	struct object *retired; /* replaced by a newer listing */
 	struct org **retired_orgs; /* gone from the bucket */
 	size_t nretired_orgs;
+	bool read_ok; /* an object was read: a 403 on one key is that key's */
 	struct wiv_strmap ignored_keys; /* logged once each */
 	char **ignored_key_store;
 	size_t nignored;
@@ -142,6 +154,10 @@ int wiv_catalog_ensure_root(struct wiv_tree *t, bool force);
 
 /* Makes sure the org's listing is fresh, likewise. */
 int wiv_catalog_ensure_org(struct wiv_tree *t, struct org *o);
+
+/* Lists the org again in full at once, unless a full listing ended after
+ * since (monotonic seconds): a listed object was found gone or changed. */
+int wiv_catalog_relist_org(struct wiv_tree *t, struct org *o, time_t since);
 
 /* The org named name, with a fresh listing (ENOENT if there is none). */
 int wiv_catalog_get_org(struct wiv_tree *t, const char *name,

@@ -118,6 +118,7 @@ struct wiv_cache_counters {
 	uint64_t over_limit; /* objects skipped for a ceiling */
 	uint64_t evicted;  /* entries removed to stay within the bounds */
 	uint64_t uncached; /* entries served from memory, not kept */
+	uint64_t missing;  /* objects whose events the tree cannot show */
 };
 
 /* Copies the counters into *out. */
@@ -128,6 +129,9 @@ void wiv_cache_note_download(struct wiv_cache *c, uint64_t bytes);
 
 /* Counts one object skipped for being over a ceiling. */
 void wiv_cache_note_over_limit(struct wiv_cache *c);
+
+/* Counts one object (key and ETag) whose events cannot be shown. */
+void wiv_cache_note_missing(struct wiv_cache *c);
 
 /* Publishes the counters of this process (a mount of source on
  * mountpoint) in <dir>/mounts/<pid>.stats: now, then at most once a second

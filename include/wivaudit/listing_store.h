@@ -12,6 +12,7 @@ struct wiv_listing_entry {
 	char *key;  /* an object key, or an org name in the root listing */
 	char *etag; /* "" for org names */
 	uint64_t size; /* object size in bytes; 0 for org names */
+	char *storage_class; /* as listed, "" if none; NULL for org names */
 };
 
 struct wiv_listing {

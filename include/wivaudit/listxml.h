@@ -13,7 +13,7 @@
 struct wiv_listxml;
 
 /* Starts a page parser that calls on_object for each <Contents> (key, ETag
- * with its quotes stripped, size) and on_prefix for each
+ * with its quotes stripped, size, storage class) and on_prefix for each
  * <CommonPrefixes><Prefix>, in document order; either may be NULL. Returns a
  * new parser (free with wiv_listxml_free), or NULL when out of memory. */
 struct wiv_listxml *wiv_listxml_new(wiv_list_object_fn on_object,

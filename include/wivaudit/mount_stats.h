@@ -23,6 +23,7 @@ struct wiv_mount_stats {
 	uint64_t over_limit;  /* objects skipped for a ceiling */
 	uint64_t evicted;     /* entries removed to stay within bounds */
 	uint64_t uncached;    /* objects served from memory, not kept */
+	uint64_t missing;     /* objects whose events cannot be shown */
 };
 
 /* Writes (temp file + rename) the stats file of s->pid under mounts/ of

@@ -2,7 +2,10 @@
  * directory that mirrors one. Everything above this interface is the same for
  * both. Functions return 0 or a positive errno:
  *   ENOENT  no such key / bucket
- *   EACCES  access denied (403)
+ *   EACCES  access denied (403) for the credentials or the bucket
+ *   EPERM   a GET of one key was denied (403 AccessDenied): may be that key
+ *           alone, or every key when the policy lacks s3:GetObject
+ *   ENOMEDIUM  the object is archived (403 InvalidObjectState): restore it
  *   ESTALE  the object no longer has the ETag asked for (412)
  *   ETIMEDOUT, EIO  final failure after retries
  *   ECANCELED  a callback asked to stop
@@ -10,14 +13,27 @@
 #ifndef WIVAUDIT_SOURCE_H
 #define WIVAUDIT_SOURCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct wiv_object_info {
 	const char *key;  /* full key, as stored */
 	const char *etag; /* as S3 returns it, quotes stripped */
 	uint64_t size;
+	/* "STANDARD", "GLACIER", ... as listed; "" when the listing named
+	 * none (S3 then means STANDARD). */
+	const char *storage_class;
 };
+
+/* Whether objects of this storage class cannot be read before a restore:
+ * GLACIER and DEEP_ARCHIVE (GLACIER_IR and the others read at once). */
+static inline bool wiv_storage_class_archived(const char *storage_class)
+{
+	return storage_class && (strcmp(storage_class, "GLACIER") == 0 ||
+				 strcmp(storage_class, "DEEP_ARCHIVE") == 0);
+}
 
 /* Listing callbacks; return 0 to go on, non-zero to stop (list then
  * returns ECANCELED). Pointers are borrowed for the duration of the call. */

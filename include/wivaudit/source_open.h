@@ -11,8 +11,10 @@
  * or NULL: the bucket of the configuration file) with o's endpoint,
  * region, credentials and fault options; o->region is filled from the
  * configuration file if unset. Returns the source with its key prefix in
- * *prefix (caller frees both), or NULL with a one-line message in err. */
+ * *prefix and, unless bucket is NULL, the bucket name in *bucket (NULL for
+ * a directory; caller frees them), or NULL with a one-line message in
+ * err. */
 struct wiv_source *wiv_source_open(struct wiv_options *o, char **prefix,
-				   char *err, size_t errlen);
+				   char **bucket, char *err, size_t errlen);
 
 #endif

@@ -27,6 +27,8 @@ struct wiv_tree_config {
 	unsigned parallel;         /* concurrent object downloads */
 	unsigned readahead_days;   /* days a directory walk fetches ahead
 				      (0: none) */
+	const char *bucket;        /* for the restore command of an archived
+				      object; NULL for a directory source */
 	bool offline;              /* never contact the source */
 	size_t max_events;         /* events of built directories kept (0:
 				      WIV_TREE_DEFAULT_MAX_EVENTS) */
@@ -107,7 +109,8 @@ int wiv_tree_event_texts(struct wiv_tree *t, const char *path, size_t start,
 			 size_t max_bytes, wiv_event_text_fn fn, void *arg);
 
 /* Extended attributes of event files: user.wivaudit.key, .etag and
- * .event_type. With name NULL, lists the names ("\0"-separated). Writes at
+ * .event_type; of a day/type directory, user.wivaudit.missing when some
+ * objects' events cannot be shown (one "KEY\tREASON\tDETAIL" line each). With name NULL, lists the names ("\0"-separated). Writes at
  * most size bytes to buf (size 0: only *len is set); ERANGE if too small,
  * ENODATA for an unknown name. */
 int wiv_tree_xattr(struct wiv_tree *t, const char *path, const char *name,

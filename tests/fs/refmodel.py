@@ -14,6 +14,7 @@ Paths are bytes relative to the mount root ("" is the root itself), since a
 name cut at 180 bytes need not be valid UTF-8.
 """
 
+import calendar
 import datetime
 import hashlib
 import json
@@ -307,9 +308,13 @@ class Model:
       plain_keys: keys whose body was a plain (not gzip) array
       other_keys: keys not matching the delivery pattern
       redeliveries: number of events not shown because already shown
+      unreadable: keys listed but never read (archived, denied...): their
+                  days exist, their events are not shown
+
     """
 
-    def __init__(self, mirror, window=86400, layout="pretty"):
+    def __init__(self, mirror, window=86400, layout="pretty",
+                 unreadable=()):
         self.mirror = mirror
         self.window = window
         self.pretty = layout == "pretty"
@@ -321,6 +326,7 @@ class Model:
         self.plain_keys = []
         self.other_keys = []
         self.redeliveries = 0
+        self.unreadable = set(unreadable)
         self._build()
 
     def _add_dir(self, parts):
@@ -375,6 +381,8 @@ class Model:
         per_dir = {}
         for ms, key, org, typ in matching:
             self.objects.append((key, org, typ, ms))
+            if key in self.unreadable:
+                continue
             try:
                 text, etag, plain = self._read_body(key)
                 elements = parse_array(text)
@@ -435,6 +443,27 @@ class Model:
         return utc_day(key_ms // 1000), key_ms // 1000
 
     # --- queries used by the tests -----------------------------------------
+
+    def missing_in(self, keys):
+        """{type directory path: set of keys}: where each of keys is named
+        as missing, every directory whose window (its day, widened by W on
+        both sides) holds the key's timestamp."""
+        out = {}
+        day_ms = 86400 * 1000
+        for key, org, typ, ms in self.objects:
+            if key not in keys:
+                continue
+            for path in self.dirs:
+                parts = path.split(b"/")
+                if len(parts) != 5 or parts[0] != org.encode() or \
+                        parts[4] != typ.encode():
+                    continue
+                day = calendar.timegm((int(parts[1]), int(parts[2]),
+                                       int(parts[3]), 0, 0, 0)) * 1000
+                if day - self.window * 1000 <= ms <= \
+                        day + day_ms + self.window * 1000:
+                    out.setdefault(path, set()).add(key)
+        return out
 
     def listdir(self, path=b""):
         """Sorted child names of a directory path."""

@@ -26,6 +26,11 @@ A rule (only "fault" is required):
     fault     slowdown      503 SlowDown, S3's XML error body
               internal      500 InternalError
               forbidden     403 AccessDenied
+              archived      403 InvalidObjectState: what S3 answers a GET
+                            of a GLACIER or DEEP_ARCHIVE object
+              storage_class forward a listing with the StorageClass of
+                            the keys in "classes" ({key: class}) replaced,
+                            as a lifecycle rule leaves them
               drop          close the connection without answering
               reset         forward, send the headers and part of the body,
                             then reset the connection (RST)
@@ -49,6 +54,7 @@ A rule (only "fault" is required):
     skip      let this many matching requests through first (per key with
               per_key)
     prob      fire with this probability (seeded by "seed", default 0)
+    classes   storage_class: {key: storage class}
     fraction  part of the body sent before a cut or reset (default 0.5;
               at least one byte is held back)
     stall_s   seconds a stall lasts (default 30; it ends early when the
@@ -64,6 +70,7 @@ import http.client
 import json
 import os
 import random
+import re
 import select
 import socket
 import socketserver
@@ -72,9 +79,11 @@ import sys
 import threading
 import time
 import urllib.parse
+import xml.sax.saxutils
 
-FAULTS = {"slowdown", "internal", "forbidden", "drop", "reset", "cut",
-          "cut_close", "cut_length", "stall", "stall_body"}
+FAULTS = {"slowdown", "internal", "forbidden", "archived", "drop", "reset",
+          "cut", "cut_close", "cut_length", "stall", "stall_body",
+          "storage_class"}
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection",
               "transfer-encoding", "te", "trailer", "upgrade",
               "content-length"}
@@ -84,7 +93,30 @@ ERRORS = {
     "internal": (500, "Internal Server Error", "InternalError",
                  "We encountered an internal error. Please try again."),
     "forbidden": (403, "Forbidden", "AccessDenied", "Access Denied"),
+    "archived": (403, "Forbidden", "InvalidObjectState",
+                 "The operation is not valid for the object's storage "
+                 "class"),
 }
+CONTENTS_RE = re.compile(rb"<Contents>.*?</Contents>", re.S)
+KEY_RE = re.compile(rb"<Key>(.*?)</Key>", re.S)
+CLASS_RE = re.compile(rb"<StorageClass>.*?</StorageClass>", re.S)
+
+
+def set_storage_classes(body, classes):
+    """A ListObjectsV2 body with the StorageClass of the keys in classes
+    ({key: class}) replaced (or added)."""
+    def one(m):
+        block = m.group(0)
+        k = KEY_RE.search(block)
+        key = xml.sax.saxutils.unescape(
+            k.group(1).decode(), {"&quot;": '"', "&apos;": "'"}) if k else None
+        if key not in classes:
+            return block
+        tag = b"<StorageClass>%s</StorageClass>" % classes[key].encode()
+        if CLASS_RE.search(block):
+            return CLASS_RE.sub(lambda _: tag, block, count=1)
+        return block.replace(b"</Contents>", tag + b"</Contents>")
+    return CONTENTS_RE.sub(one, body)
 MAX_HEADER = 64 * 1024
 CHUNK = 64 * 1024
 
@@ -96,7 +128,7 @@ class Rule:
                              ", ".join(sorted(FAULTS)))
         unknown = set(spec) - {"fault", "op", "key", "query", "count",
                                "per_key", "skip", "prob", "seed",
-                               "fraction", "stall_s", "id"}
+                               "fraction", "stall_s", "classes", "id"}
         if unknown:
             raise ValueError("unknown rule fields: " +
                              ", ".join(sorted(unknown)))
@@ -115,6 +147,7 @@ class Rule:
         self.rng = random.Random(spec.get("seed", 0))
         self.fraction = float(spec.get("fraction", 0.5))
         self.stall_s = float(spec.get("stall_s", 30))
+        self.classes = dict(spec.get("classes") or {})
         self.fired = 0
         self.seen = {}   # per-key (or "") -> matching requests seen
         self.fired_by = {}
@@ -395,6 +428,13 @@ class Handler(socketserver.BaseRequestHandler):
             100 <= resp.status < 200
         clen = resp.getheader("Content-Length")
         total = int(clen) if clen is not None else None
+
+        if fault == "storage_class" and not no_body:
+            body = set_storage_classes(resp.read(), rule.classes)
+            head += "Content-Length: %d\r\nConnection: %s\r\n\r\n" % (
+                len(body), "keep-alive" if keep else "close")
+            self.send(head.encode("latin-1") + body)
+            return keep
 
         if fault is None or no_body:
             chunked = total is None and not no_body

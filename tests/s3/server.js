@@ -488,6 +488,17 @@ function urlEncodeListing(xml) {
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection',
   'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
+// s3rver ignores If-Match; S3 answers 412 when the object's ETag is not the
+// one asked for (an object replaced since it was listed).
+function etagMatches(ifMatch, upRes) {
+  if (!ifMatch || (upRes.statusCode !== 200 && upRes.statusCode !== 206)) {
+    return true;
+  }
+  const unquote = (s) => String(s || '').trim().replace(/^"(.*)"$/, '$1');
+  return ifMatch.split(',').some((t) => t.trim() === '*' ||
+    unquote(t) === unquote(upRes.headers.etag));
+}
+
 function main() {
   const ownDir = !opts.dir;
   const dir = opts.dir || fs.mkdtempSync(path.join(os.tmpdir(), 'wivs3-'));
@@ -533,6 +544,13 @@ function main() {
       headers,
       agent,
     }, (upRes) => {
+      if (!etagMatches(req.headers['if-match'], upRes)) {
+        upRes.resume();
+        sendError(req, res, new S3Error(412, 'PreconditionFailed',
+          'At least one of the pre-conditions you specified did not hold',
+          { Condition: 'If-Match' }));
+        return;
+      }
       const outHeaders = {};
       for (const [k, v] of Object.entries(upRes.headers)) {
         if (!HOP_BY_HOP.has(k)) outHeaders[k] = v;

@@ -15,7 +15,7 @@ static const char page[] =
     "<LastModified>2026-01-28T09:00:00.000Z</LastModified>"
     "<ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag>"
     "<Size>1234</Size><Owner><ID>x</ID><DisplayName>y</DisplayName></Owner>"
-    "<StorageClass>STANDARD</StorageClass></Contents>\n"
+    "<StorageClass>GLACIER</StorageClass></Contents>\n"
     "  <Contents><Key>3f75/a &amp; b &lt;c&gt; \xc3\xbc.json.gz</Key>"
     "<ETag>\"d41d8cd98f00b204e9800998ecf8427e-2\"</ETag>"
     "<Size>18446744073709551615</Size></Contents>"
@@ -37,8 +37,8 @@ static int on_object(void *arg, const struct wiv_object_info *o)
 	struct seen *s = arg;
 	size_t n = strlen(s->out);
 
-	snprintf(s->out + n, sizeof(s->out) - n, "K[%s|%s|%llu]", o->key,
-		 o->etag, (unsigned long long)o->size);
+	snprintf(s->out + n, sizeof(s->out) - n, "K[%s|%s|%llu|%s]", o->key,
+		 o->etag, (unsigned long long)o->size, o->storage_class);
 	return ++s->calls == s->stop_after;
 }
 
@@ -53,9 +53,9 @@ static int on_prefix(void *arg, const char *prefix)
 
 static const char want_page[] =
     "K[3f75/org-audit-logs-1769590000000.json.gz|"
-    "9b2cf535f27731c974343645a3985328|1234]"
+    "9b2cf535f27731c974343645a3985328|1234|GLACIER]"
     "K[3f75/a & b <c> \xc3\xbc.json.gz|"
-    "d41d8cd98f00b204e9800998ecf8427e-2|18446744073709551615]"
+    "d41d8cd98f00b204e9800998ecf8427e-2|18446744073709551615|]"
     "P[3f75/2026/]P[3f75/x/]";
 
 static void test_page(size_t chunk)
@@ -243,9 +243,9 @@ static void test_url_encoded(void)
 	CHECK_INT(wiv_listxml_feed(p, url_page, strlen(url_page), true), 0);
 	/* %FF%FE is no UTF-8, but it is what the listing says: decoded and
 	 * left to the key rules. %00 and broken escapes are skipped. */
-	CHECK_STR(s.out, "K[a\001b\nc\033\177|e|1]"
-			 "K[o+1/p l+s%~\xc3\xbc|e|2]"
-			 "K[bad\xff\xfe|e|3]"
+	CHECK_STR(s.out, "K[a\001b\nc\033\177|e|1|]"
+			 "K[o+1/p l+s%~\xc3\xbc|e|2|]"
+			 "K[bad\xff\xfe|e|3|]"
 			 "P[sp ace\n/]");
 	CHECK_INT(wiv_listxml_undecodable(p), 4);
 	CHECK_INT(wiv_listxml_seen(p), 8);
@@ -255,7 +255,7 @@ static void test_url_encoded(void)
 	/* Not asked for: keys are taken as they are. */
 	struct seen raw = {0};
 	CHECK_INT(feed_all(url_page, &raw, NULL), 0);
-	CHECK(strstr(raw.out, "K[cut%4|e|5]") != NULL);
+	CHECK(strstr(raw.out, "K[cut%4|e|5|]") != NULL);
 }
 
 int main(void)
