@@ -331,22 +331,8 @@ static void print_cmd(FILE *f, const char *lead, const struct cmd *c)
 {
 	fputs(lead, f);
 	for (int i = 0; i < c->argc; i++) {
-		const char *a = c->argv[i];
 		fputs(i ? " " : "", f);
-		if (*a &&
-		    strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
-			      "QRSTUVWXYZ0123456789_./:=,@+-") == strlen(a)) {
-			fputs(a, f);
-			continue;
-		}
-		fputc('\'', f);
-		for (; *a; a++) {
-			if (*a == '\'')
-				fputs("'\\''", f);
-			else
-				fputc(*a, f);
-		}
-		fputc('\'', f);
+		wiv_escape_shell_word(f, c->argv[i]);
 	}
 	fputc('\n', f);
 }

@@ -128,3 +128,22 @@ void wiv_escape_vformat(char *out, const char *fmt, va_list ap)
 	if ((size_t)n >= sizeof(raw))
 		memcpy(out + len, WIV_ESC_CUT, sizeof(WIV_ESC_CUT));
 }
+
+void wiv_escape_shell_word(FILE *f, const char *s)
+{
+	static const char plain[] = "abcdefghijklmnopqrstuvwxyz"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "0123456789_./:=,@+-";
+	if (*s && strspn(s, plain) == strlen(s)) {
+		fputs(s, f);
+		return;
+	}
+	fputc('\'', f);
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputs("'\\''", f);
+		else
+			fputc(*s, f);
+	}
+	fputc('\'', f);
+}

@@ -43,31 +43,12 @@ const char *wiv_missing_word(enum wiv_missing_reason r)
 	}
 }
 
-/* A shell word for s: as is when plain, else single-quoted, so that the
- * restore command can be pasted whatever the bucket or key holds. */
-static void put_shell_word(FILE *f, const char *s)
-{
-	if (*s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-			    "0123456789._/-=+:,@") == strlen(s)) {
-		fputs(s, f);
-		return;
-	}
-	fputc('\'', f);
-	for (; *s; s++) {
-		if (*s == '\'')
-			fputs("'\\''", f);
-		else
-			fputc(*s, f);
-	}
-	fputc('\'', f);
-}
-
 void wiv_missing_put_restore(FILE *f, const char *bucket, const char *key)
 {
 	fputs("aws s3api restore-object --bucket ", f);
-	put_shell_word(f, bucket);
+	wiv_escape_shell_word(f, bucket);
 	fputs(" --key ", f);
-	put_shell_word(f, key);
+	wiv_escape_shell_word(f, key);
 	fputs(" --restore-request Days=7", f);
 }
 

@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* Appended where the escaped text did not fit. */
 #define WIV_ESC_CUT "[...]"
@@ -51,5 +52,11 @@ struct wiv_esc wiv_esc(const char *s);
  * one-line messages whose arguments may come from the bucket. */
 void wiv_escape_vformat(char *out, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
+
+/* Writes s to f as one POSIX shell word, so that a printed command can be
+ * pasted whatever a bucket name or key holds: as is when it is made of
+ * plain characters only, else single-quoted (a quote as '\''). This quotes;
+ * it does not escape controls (the printing site still does). */
+void wiv_escape_shell_word(FILE *f, const char *s);
 
 #endif

@@ -146,6 +146,28 @@ static void test_vformat(void)
 	free(big);
 }
 
+/* What wiv_escape_shell_word writes for s. */
+static void check_shell_word(const char *s, const char *want)
+{
+	char buf[256] = "";
+	FILE *f = fmemopen(buf, sizeof(buf) - 1, "w");
+	CHECK(f != NULL);
+	wiv_escape_shell_word(f, s);
+	fclose(f);
+	CHECK_STR(buf, want);
+}
+
+static void test_shell_word(void)
+{
+	check_shell_word("my-bucket", "my-bucket");
+	check_shell_word("org/user-audit-logs-1.json.gz",
+			 "org/user-audit-logs-1.json.gz");
+	check_shell_word("", "''");
+	check_shell_word("a b", "'a b'");
+	check_shell_word("it's", "'it'\\''s'");
+	check_shell_word("$(rm -rf ~)", "'$(rm -rf ~)'");
+}
+
 int main(void)
 {
 	test_classes();
@@ -153,5 +175,6 @@ int main(void)
 	test_cut();
 	test_esc();
 	test_vformat();
+	test_shell_word();
 	return CHECK_DONE();
 }
