@@ -23,8 +23,8 @@ import time
 import pytest
 
 import refmodel
-from conftest import (assert_tree, daemon_bin, generate, is_mounted, run,
-                      walk)
+from conftest import (ACCESS_KEY, SECRET, assert_tree, daemon_bin, generate,
+                      is_mounted, run, walk)
 
 BUCKET = "cachesafety"
 BIG_BUCKET = "cachesafetybig"
@@ -149,7 +149,7 @@ def test_fresh_user_gets_the_default_cache(s3, bucket):
         os.mkdir(d, 0o700)
         os.chown(d, OTHER_UID, OTHER_UID)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home,
-           "AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER",
+           "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
            "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
            "AWS_CONFIG_FILE": "/nonexistent",
            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
