@@ -279,7 +279,7 @@ static void forget_dropped_dir(void *arg, const char *day_path,
 	queue_notify(f, r);
 }
 
-/* Called by the tree, with the tree locked: only queue the request. */
+/* Queues a request of kind about the prefix of org (NULL: the root). */
 static void queue_org_request(struct wiv_fuse *f, int kind, const char *org)
 {
 	struct notify_request *r = calloc(1, sizeof(*r));
