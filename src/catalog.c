@@ -480,10 +480,11 @@ static void merge_org_listing(struct wiv_tree *t, struct org *o,
 	}
 
 	/* Objects no longer listed are retired, never freed early. */
+	bool retired = false;
 	for (size_t k = 0; k < known.n; k++) {
 		if (carried[k])
 			continue;
-		changed = true;
+		changed = retired = true;
 		old_objs[k]->next_retired = t->retired;
 		t->retired = old_objs[k];
 	}
@@ -532,6 +533,8 @@ static void merge_org_listing(struct wiv_tree *t, struct org *o,
 		o->generation++;
 		tell_listing_changed(t, o->name);
 	}
+	if (retired)
+		wiv_tree_drop_org_dirs(t, o);
 	return;
 fail:
 	wiv_err("out of memory merging the listing of %s", o->name);

@@ -57,15 +57,20 @@ struct node {
 	uint64_t nlookup;
 	char *path;
 	bool is_dir;
+	/* An event file of the tree's layout as it was looked up: its inode
+	 * is one version of its object, so reads and attributes follow that
+	 * version even after the bucket has moved on. */
+	struct wiv_node_attr event;
 	struct node *next; /* hash chain */
 };
 
 /* What the kernel should drop, done by the notify thread. */
 struct notify_request {
-	enum { FORGET_ENTRY, DROP_LISTINGS } kind;
+	enum { FORGET_ENTRY, DROP_LISTINGS, FORGET_FILES } kind;
 	uint64_t parent;       /* FORGET_ENTRY: the day directory */
 	char name[8];          /* FORGET_ENTRY: the type directory */
-	char *prefix;          /* DROP_LISTINGS: "/" or "/org" */
+	char *prefix;          /* DROP_LISTINGS: "/" or "/org";
+				  FORGET_FILES: "/org" */
 };
 
 struct wiv_fuse {
@@ -131,10 +136,12 @@ static void grow_buckets(struct wiv_fuse *f)
 	free(ob);
 }
 
-/* Counts one kernel reference to ino at path. Returns 0 or ENOMEM. */
-static int node_ref(struct wiv_fuse *f, uint64_t ino, const char *path,
-		    bool is_dir)
+/* Counts one kernel reference to the node a describes, at path. Returns 0
+ * or ENOMEM. */
+static int node_ref(struct wiv_fuse *f, const struct wiv_node_attr *a,
+		    const char *path)
 {
+	uint64_t ino = a->ino;
 	pthread_mutex_lock(&f->nodes_lock);
 	struct node *n = node_find(f, ino);
 	if (n && strcmp(n->path, path) != 0)
@@ -150,7 +157,9 @@ static int node_ref(struct wiv_fuse *f, uint64_t ino, const char *path,
 			return ENOMEM;
 		}
 		n->ino = ino;
-		n->is_dir = is_dir;
+		n->is_dir = a->is_dir;
+		if (a->file.object)
+			n->event = *a;
 		size_t k = bucket_of(f, ino);
 		n->next = f->buckets[k];
 		f->buckets[k] = n;
@@ -198,6 +207,23 @@ static int node_path(struct wiv_fuse *f, uint64_t ino, char *out)
 	return n ? 0 : ESTALE;
 }
 
+/* Copies the attributes of ino into out if it is an event file of the
+ * tree's layout. Returns 0, ESTALE for an id the kernel was never given, or
+ * ENOENT for any other node. */
+static int node_file(struct wiv_fuse *f, uint64_t ino,
+		     struct wiv_node_attr *out)
+{
+	if (ino == FUSE_ROOT_ID)
+		return ENOENT;
+	pthread_mutex_lock(&f->nodes_lock);
+	struct node *n = node_find(f, ino);
+	int err = !n ? ESTALE : n->event.file.object ? 0 : ENOENT;
+	if (!err)
+		*out = n->event;
+	pthread_mutex_unlock(&f->nodes_lock);
+	return err;
+}
+
 static int child_path(struct wiv_fuse *f, uint64_t parent, const char *name,
 		      char *out)
 {
@@ -208,6 +234,17 @@ static int child_path(struct wiv_fuse *f, uint64_t parent, const char *name,
 	int len = snprintf(out, PATH_MAX_LEN, "%s/%s",
 			   strcmp(dir, "/") == 0 ? "" : dir, name);
 	return len < PATH_MAX_LEN ? 0 : ENAMETOOLONG;
+}
+
+static uint64_t parent_ino(const char *path)
+{
+	char parent[PATH_MAX_LEN];
+	snprintf(parent, sizeof(parent), "%s", path);
+	char *slash = strrchr(parent, '/');
+	if (!slash || slash == parent)
+		return FUSE_ROOT_ID;
+	*slash = '\0';
+	return wiv_tree_path_ino(parent);
 }
 
 /* ---- telling the kernel what to drop ---- */
@@ -242,20 +279,37 @@ static void forget_dropped_dir(void *arg, const char *day_path,
 	queue_notify(f, r);
 }
 
-/* Called by the tree, with the tree locked: only queue the request. */
-static void drop_changed_listings(void *arg, const char *org)
+/* Queues a request of kind about the prefix of org (NULL: the root). */
+static void queue_org_request(struct wiv_fuse *f, int kind, const char *org)
 {
-	struct wiv_fuse *f = arg;
 	struct notify_request *r = calloc(1, sizeof(*r));
 	if (!r)
 		return;
-	r->kind = DROP_LISTINGS;
+	r->kind = kind;
 	if (asprintf(&r->prefix, "/%s%s", org && f->cfg.jsonl ? "org=" : "",
 		     org ? org : "") < 0) {
 		free(r);
 		return;
 	}
 	queue_notify(f, r);
+}
+
+/* Called by the tree, with the tree locked: only queue the request. */
+static void drop_changed_listings(void *arg, const char *org)
+{
+	queue_org_request(arg, DROP_LISTINGS, org);
+}
+
+/* Called by the tree, with the tree locked. The kernel trusts an event
+ * file's name for EVENT_TIMEOUT_S and its dentry outlives the dropped
+ * directory's while an fd holds it: forget each name, so that the next
+ * open looks it up and gets the new version's inode (or ENOENT). An fd
+ * open on the old inode keeps it. */
+static void forget_replaced_files(void *arg, const char *org)
+{
+	struct wiv_fuse *f = arg;
+	if (!f->cfg.jsonl) /* its files are dropped with their listings */
+		queue_org_request(f, FORGET_FILES, org);
 }
 
 /* Ids of the directories the kernel knows at or below prefix ("/": only
@@ -286,6 +340,38 @@ static uint64_t *dirs_below(struct wiv_fuse *f, const char *prefix, size_t *n)
 	return ids;
 }
 
+/* Paths of the event files the kernel knows below prefix. Returns a
+ * malloc'd array of malloc'd strings. */
+static char **files_below(struct wiv_fuse *f, const char *prefix, size_t *n)
+{
+	size_t len = strlen(prefix);
+	*n = 0;
+	pthread_mutex_lock(&f->nodes_lock);
+	char **paths = malloc((f->nnodes + 1) * sizeof(*paths));
+	for (size_t i = 0; paths && i < f->nbuckets; i++)
+		for (struct node *nd = f->buckets[i]; nd; nd = nd->next)
+			if (nd->event.file.object &&
+			    strncmp(nd->path, prefix, len) == 0 &&
+			    nd->path[len] == '/' &&
+			    (paths[*n] = strdup(nd->path)) != NULL)
+				(*n)++;
+	pthread_mutex_unlock(&f->nodes_lock);
+	return paths;
+}
+
+static void forget_files(struct wiv_fuse *f, const char *prefix)
+{
+	size_t n;
+	char **paths = files_below(f, prefix, &n);
+	for (size_t i = 0; paths && i < n; i++) {
+		const char *name = strrchr(paths[i], '/') + 1;
+		fuse_lowlevel_notify_inval_entry(f->se, parent_ino(paths[i]),
+						 name, strlen(name));
+		free(paths[i]);
+	}
+	free(paths);
+}
+
 /* Run by the notify thread. */
 static void run_notify(void *arg, void *item)
 {
@@ -294,6 +380,8 @@ static void run_notify(void *arg, void *item)
 	if (r->kind == FORGET_ENTRY) {
 		fuse_lowlevel_notify_inval_entry(f->se, r->parent, r->name,
 						 strlen(r->name));
+	} else if (r->kind == FORGET_FILES) {
+		forget_files(f, r->prefix);
 	} else {
 		size_t n;
 		uint64_t *ids = dirs_below(f, r->prefix, &n);
@@ -351,13 +439,25 @@ static int view_readdir(struct wiv_fuse *f, const char *path, off_t start,
 		       : wiv_tree_readdir(f->cfg.tree, path, start, fn, arg);
 }
 
-static int view_read(struct wiv_fuse *f, const char *path, char *buf,
-		     size_t size, off_t off, size_t *n)
+/* An event file reads the version its inode is (node_file); an
+ * events.jsonl reads its day as it is now. */
+static int view_read(struct wiv_fuse *f, uint64_t ino, char *buf, size_t size,
+		     off_t off, size_t *n)
 {
-	return f->cfg.jsonl
-		       ? wiv_jsonl_read(f->cfg.tree, path, buf, size, off, n)
-		       : wiv_tree_read_path(f->cfg.tree, path, buf, size, off,
-					    n);
+	struct wiv_node_attr a;
+	int err = node_file(f, ino, &a);
+	if (!err)
+		return wiv_tree_read_file(f->cfg.tree, &a.file, buf, size,
+					  off, n);
+	if (err != ENOENT)
+		return err;
+	char path[PATH_MAX_LEN];
+	err = node_path(f, ino, path);
+	if (!err)
+		err = f->cfg.jsonl ? wiv_jsonl_read(f->cfg.tree, path, buf,
+						    size, off, n)
+				   : EISDIR;
+	return err;
 }
 
 static int view_xattr(struct wiv_fuse *f, const char *path, const char *name,
@@ -422,7 +522,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (!err)
-		err = node_ref(f, a.ino, path, a.is_dir);
+		err = node_ref(f, &a, path);
 	if (err) {
 		fuse_reply_err(req, err);
 		return;
@@ -464,9 +564,12 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct wiv_fuse *f = fuse_of(req);
 	char path[PATH_MAX_LEN];
 	struct wiv_node_attr a;
-	int err = node_path(f, ino, path);
-	if (!err)
-		err = view_stat(f, path, &a);
+	int err = node_file(f, ino, &a);
+	if (err == ENOENT) {
+		err = node_path(f, ino, path);
+		if (!err)
+			err = view_stat(f, path, &a);
+	}
 	if (err) {
 		fuse_reply_err(req, err);
 		return;
@@ -536,24 +639,13 @@ static int add_child(void *arg, const char *name,
 	if (snprintf(path, sizeof(path), "%s/%s",
 		     strcmp(d->dir, "/") == 0 ? "" : d->dir,
 		     name) >= (int)sizeof(path) ||
-	    node_ref(d->f, a->ino, path, a->is_dir) != 0) {
+	    node_ref(d->f, a, path) != 0) {
 		d->err = ENOMEM;
 		return 1;
 	}
 	d->used += fuse_add_direntry_plus(d->req, d->buf + d->used, room, name,
 					  &e, off);
 	return 0;
-}
-
-static uint64_t parent_ino(const char *path)
-{
-	char parent[PATH_MAX_LEN];
-	snprintf(parent, sizeof(parent), "%s", path);
-	char *slash = strrchr(parent, '/');
-	if (!slash || slash == parent)
-		return FUSE_ROOT_ID;
-	*slash = '\0';
-	return wiv_tree_path_ino(parent);
 }
 
 static int store_text(void *arg, uint64_t ino, const char *text, size_t len)
@@ -660,14 +752,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct wiv_fuse *f = fuse_of(req);
-	char path[PATH_MAX_LEN];
-	int err = node_path(f, ino, path);
-	char *buf = err ? NULL : malloc(size ? size : 1);
+	char *buf = malloc(size ? size : 1);
 	size_t n = 0;
-	if (!err && !buf)
-		err = ENOMEM;
-	if (!err)
-		err = view_read(f, path, buf, size, off, &n);
+	int err = buf ? view_read(f, ino, buf, size, off, &n) : ENOMEM;
 	atomic_fetch_add(&f->event_reads, 1);
 	if (err)
 		fuse_reply_err(req, err);
@@ -834,6 +921,7 @@ struct wiv_fuse *wiv_fuse_new(const struct wiv_fs *cfg, struct fuse_args *args)
 	struct wiv_tree_observer observer = {
 		.dir_dropped = forget_dropped_dir,
 		.listing_changed = drop_changed_listings,
+		.files_replaced = forget_replaced_files,
 		.arg = f,
 	};
 	wiv_tree_set_observer(cfg->tree, &observer);

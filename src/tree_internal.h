@@ -207,6 +207,11 @@ int wiv_tree_read_events(struct wiv_tree *t, struct object *obj,
 			 const struct wiv_cached_event *evs, size_t n,
 			 char *text);
 
+/* Drops the org's built event directories at once and tells the observer
+ * that its files were replaced: after objects were deleted or replaced, so
+ * that new opens look their names up again. Lock held. */
+void wiv_tree_drop_org_dirs(struct wiv_tree *t, struct org *o);
+
 /* Frees every org and object, the retired ones too. */
 void wiv_catalog_free(struct wiv_tree *t);
 

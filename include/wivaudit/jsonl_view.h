@@ -5,7 +5,7 @@
  *
  * holding, one compact line each, exactly the events of the tree's
  * /ORG/YYYY/MM/DD/TYPE directory in its order. Paths are absolute; the
- * functions mirror wiv_tree_stat, _readdir, _read_path and _xattr and
+ * functions mirror wiv_tree_stat, _readdir, _read_file and _xattr and
  * return 0 or a positive errno. */
 #ifndef WIVAUDIT_JSONL_VIEW_H
 #define WIVAUDIT_JSONL_VIEW_H

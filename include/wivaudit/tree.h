@@ -44,18 +44,35 @@ struct wiv_tree_observer {
 	/* The listing of org changed (org NULL: the list of orgs), so the
 	 * directories below it may now list other children. */
 	void (*listing_changed)(void *arg, const char *org);
+	/* Objects of org were deleted or replaced: a name of one of its event
+	 * files may now be another file (another inode), or none. */
+	void (*files_replaced)(void *arg, const char *org);
 	void *arg;
+};
+
+/* Where an event file's text is: one version of one object, and the place
+ * of the text in its cache entry. Valid for the life of the tree, whatever
+ * the bucket does meanwhile. */
+struct wiv_tree_file {
+	const void *object;
+	uint64_t offset;
+	uint32_t length;
+	uint32_t crc;
 };
 
 struct wiv_node_attr {
 	bool is_dir;
-	uint64_t ino;     /* stable: derived from the path */
+	uint64_t ino;     /* stable: derived from the path (and, for an
+			     event file, its object's ETag) */
 	uint64_t size;    /* exact for event files */
 	int64_t mtime_s;
 	unsigned nlink;
 	/* Only is_dir and ino are known (a listing that must not download):
 	 * the caller asks for the rest with a stat of the child. */
 	bool name_only;
+	/* An event file of the tree's own layout: the version it shows
+	 * (object NULL for anything else). */
+	struct wiv_tree_file file;
 };
 
 struct wiv_tree;
@@ -92,10 +109,13 @@ typedef int (*wiv_dirent_fn)(void *arg, const char *name,
 int wiv_tree_readdir(struct wiv_tree *t, const char *path, off_t start,
 		     wiv_dirent_fn fn, void *arg);
 
-/* Reads up to size bytes at off of the event file at path; *nread is 0 at
- * end of file. */
-int wiv_tree_read_path(struct wiv_tree *t, const char *path, char *buf,
-		       size_t size, off_t off, size_t *nread);
+/* Reads up to size bytes at off of the event file that file names, as it
+ * was when its attributes were taken; *nread is 0 at end of file. An fd
+ * keeps reading the version it opened after the object is replaced or
+ * deleted; EIO if its cache entry was evicted meanwhile and the bucket no
+ * longer holds that version. */
+int wiv_tree_read_file(struct wiv_tree *t, const struct wiv_tree_file *file,
+		       char *buf, size_t size, off_t off, size_t *nread);
 
 /* Called with the text of one event file of a directory; non-zero stops
  * the walk. */

@@ -286,6 +286,67 @@ def test_deleted_and_replaced_objects_relist_at_once(s3, corpus, fp,
     assert any(e["op"] == "list" for e in log)
 
 
+def test_open_file_reads_what_it_opened(s3, corpus, fp, mounter, tmp_path):
+    """An fd opened before its object was deleted or replaced keeps reading
+    the bytes it opened, from their cache entry, after the org relisted;
+    a new open of the replaced event's name reads the new version."""
+    mirror = tmp_path / "mirror"
+    shutil.copytree(corpus, mirror)
+    bucket = seeded(s3, mirror)
+    model = refmodel.Model(str(mirror))
+    gone, replaced, trigger = pick(model, 3)
+    held = {key: next((p, f) for p, f in sorted(model.files.items())
+                      if f.key == key)
+            for key in (gone, replaced)}
+    m = mount(mounter, fp, bucket, extra=["list_ttl=3600"])
+    mnt = os.fsencode(m.path)
+    fds = {key: os.open(os.path.join(mnt, p), os.O_RDONLY)
+           for key, (p, _f) in held.items()}
+    try:
+        for key, fd in fds.items():
+            assert os.pread(fd, 1 << 20, 0) == held[key][1].content
+        for key in (gone, trigger):
+            s3.aws("s3", "rm", "s3://%s/%s" % (bucket, key))
+            os.unlink(mirror / key)
+        rewrite(str(mirror), replaced)
+        s3.aws("s3", "cp", str(mirror / replaced),
+               "s3://%s/%s" % (bucket, replaced))
+        after = refmodel.Model(str(mirror))
+        since = fp.mark()
+
+        # The trigger's 404 relists the org: the held objects leave it,
+        # or come back as their new version.
+        assert_tree(walk(m.path), after)
+        assert (trigger, 404) in {(e["key"], e["status"])
+                                  for e in fp.log(since) if e["op"] == "get"}
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        for key, fd in fds.items():
+            old = held[key][1].content
+            assert os.fstat(fd).st_size == len(old)
+            assert os.pread(fd, 1 << 20, 0) == old
+            assert os.pread(fd, 1 << 20, 1) == old[1:]
+
+        path, entry = held[replaced]
+        new = after.files[path].content
+        assert new != entry.content
+        with open(os.path.join(mnt, path), "rb") as f:
+            assert f.read() == new
+            assert os.fstat(f.fileno()).st_ino != \
+                os.fstat(fds[replaced]).st_ino
+        # The kernel is told to forget the deleted name by the daemon's
+        # notify thread: wait for it.
+        gone_path = os.path.join(mnt, held[gone][0])
+        deadline = time.monotonic() + 15
+        while os.path.exists(gone_path) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(gone_path)
+        assert os.pread(fds[replaced], 1 << 20, 0) == entry.content
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
 # --- doctor ------------------------------------------------------------------
 
 def test_doctor_warns_about_archived_objects(s3, corpus, fp, mounter):
