@@ -136,9 +136,19 @@ struct layout {
 	unsigned char is_object[WIV_JSON_MAX_DEPTH / 8];
 };
 
-static int put(struct layout *l, const char *p, size_t n)
+/* out always has room for what the layout of the rest of the input needs
+ * in compact form (see wiv_json_layout_buf), so only pretty output grows. */
+static inline int put(struct layout *l, const char *p, size_t n)
 {
-	return wiv_jbuf_append(l->out, p, n);
+	struct wiv_jbuf *b = l->out;
+	if (b->cap - b->len < n) {
+		int rc = wiv_jbuf_reserve(b, n);
+		if (rc)
+			return rc;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
 }
 
 /* Starts a new line at the current depth (pretty only). */
@@ -185,6 +195,13 @@ int wiv_json_layout_buf(struct wiv_jbuf *out, const char *raw, size_t len,
 	int rc = 0;
 
 	out->len = 0;
+	/* Compact output never outgrows its input, its newline and NUL:
+	 * one reservation up front keeps put() off the slow path. */
+	if (len > SIZE_MAX - 2)
+		return ENOMEM;
+	rc = wiv_jbuf_reserve(out, len + 2);
+	if (rc)
+		return rc;
 	for (p = wiv_json_skip_ws(p, end); p < end && !rc;
 	     p = wiv_json_skip_ws(p, end)) {
 		char c = *p;
