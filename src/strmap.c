@@ -16,12 +16,35 @@ uint64_t wiv_hash64(const void *data, size_t len)
 	return h;
 }
 
+/* The map's own hash, never stored: eight bytes per step (names and
+ * digests are tens of bytes, and a day's directory hashes each twice), then
+ * murmur3's finalizer so that the low bits that pick a slot mix them all.
+ * wiv_hash64 stays byte-wise because inode numbers derive from it. */
+static uint64_t key_hash(const char *key, size_t len)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ len, w;
+	for (; len >= 8; key += 8, len -= 8) {
+		memcpy(&w, key, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	if (len) {
+		w = 0;
+		memcpy(&w, key, len);
+		h = (h ^ w) * 0xff51afd7ed558ccdULL;
+	}
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
 bool wiv_strmap_get(const struct wiv_strmap *m, const char *key, size_t len,
 		    uint32_t *value)
 {
 	if (m->cap == 0)
 		return false;
-	uint64_t h = wiv_hash64(key, len);
+	uint64_t h = key_hash(key, len);
 	for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
 		const struct wiv_strmap_slot *s = &m->slots[i];
 		if (!s->key)
@@ -63,7 +86,7 @@ int wiv_strmap_put(struct wiv_strmap *m, const char *key, size_t len,
 	if ((m->n + 1) * 2 > m->cap && grow(m) != 0)
 		return ENOMEM;
 	struct wiv_strmap_slot slot = {
-		.key = key, .len = len, .hash = wiv_hash64(key, len),
+		.key = key, .len = len, .hash = key_hash(key, len),
 		.value = value};
 	insert_slot(m->slots, m->cap, &slot);
 	m->n++;

@@ -36,7 +36,8 @@ static inline bool wiv_json_is_ws(char c)
 /* Returns the first non-whitespace byte at or after p, or end. */
 static inline const char *wiv_json_skip_ws(const char *p, const char *end)
 {
-	while (p < end && wiv_json_is_ws(*p))
+	/* Most calls stop at once, on a byte above ' '. */
+	while (p < end && (unsigned char)*p <= ' ' && wiv_json_is_ws(*p))
 		p++;
 	return p;
 }
