@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "wivaudit/json_canon.h"
+#include "wivaudit/json_layout.h"
 #include "wivaudit/split.h"
 
 #define KEY "org/user-audit-logs-1769558400000.json.gz"
@@ -374,6 +375,11 @@ static void test_layout(void)
 	check_layout("[1e400,0.1,-0,123456789012345678901234567890]", C,
 		     "[1e400,0.1,-0,123456789012345678901234567890]\n");
 	check_layout("{}", P, "{}\n");
+	/* Compact from the pretty text the cache holds: escaped quotes and
+	 * backslash runs inside strings keep their blanks and brackets. */
+	check_layout("{\n  \"k \\\" ]\": \"a\\\\\\\"b \\\" , c\",\n  \"n\": [\n"
+		     "    1,\n    {}\n  ]\n}\n",
+		     C, "{\"k \\\" ]\":\"a\\\\\\\"b \\\" , c\",\"n\":[1,{}]}\n");
 	check_layout("[ ]", C, "[]\n");
 
 	check_layout_bad("");
@@ -409,6 +415,28 @@ static void test_layout(void)
 	memset(deep + 2049, ']', 2049);
 	deep[2049] = '1';
 	CHECK(wiv_json_layout(deep, 2 * 2049 + 1, C, &len) == NULL);
+}
+
+/* One buffer reused from a long pretty layout to a short compact one and
+ * back, as the JSON Lines view reuses its line buffer. */
+static void test_layout_reuse(void)
+{
+	struct wiv_jbuf b = {0};
+	char big[4096];
+	size_t n = 0;
+	big[n++] = '[';
+	for (int i = 0; i < 500; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "%s%d",
+				      i ? "," : "", i % 10);
+	big[n++] = ']';
+	CHECK(wiv_json_layout_buf(&b, big, n, WIV_LAYOUT_PRETTY) == 0);
+	CHECK_INT(b.len, 2 + 500 * 5 - 1 + 2);
+	CHECK(wiv_json_layout_buf(&b, "[ 1 ]", 5, WIV_LAYOUT_COMPACT) == 0);
+	CHECK_STR(b.data, "[1]\n");
+	CHECK(wiv_json_layout_buf(&b, big, n, WIV_LAYOUT_COMPACT) == 0);
+	CHECK_INT(b.len, n + 1);
+	CHECK(b.data[b.len] == '\0');
+	wiv_jbuf_free(&b);
 }
 
 /* ---- gzip input ---- */
@@ -926,6 +954,7 @@ static void test_chunking(void)
 int main(void)
 {
 	test_layout();
+	test_layout_reuse();
 	test_fixtures();
 	test_gzip();
 	test_plain();
