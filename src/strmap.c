@@ -16,7 +16,7 @@ uint64_t wiv_hash64(const void *data, size_t len)
 	return h;
 }
 
-/* The map's own hash, never stored: eight bytes per step (names and
+/* The map's own hash, kept in memory only: eight bytes a step (names and
  * digests are tens of bytes, and a day's directory hashes each twice), then
  * murmur3's finalizer so that the low bits that pick a slot mix them all.
  * wiv_hash64 stays byte-wise because inode numbers derive from it. */
