@@ -17,7 +17,6 @@
 #include <jansson.h>
 
 #include "wivaudit/cache.h"
-#include "wivaudit/cachedir.h"
 #include "wivaudit/cli.h"
 #include "wivaudit/escape.h"
 #include "wivaudit/jsonl_view.h"
@@ -441,23 +440,9 @@ int wiv_cli_export(int argc, char **argv)
 	struct wiv_source *src = wiv_source_open(&opts, &prefix, NULL, err,
 						 sizeof(err));
 	if (src)
-		cache = wiv_cache_open(opts.cache_dir,
-				       opts.cache_dir_default ?
-					       WIV_CACHEDIR_PARENTS : 0,
-				       opts.cache_size, err, sizeof(err));
-	struct wiv_tree_config tcfg = {
-		.source = src,
-		.cache = cache,
-		.prefix = prefix,
-		.layout = opts.layout,
-		.window_s = opts.window,
-		.list_ttl_s = opts.list_ttl,
-		.parallel = opts.parallel,
-		.readahead_days = opts.readahead,
-		.offline = opts.offline,
-		.max_object_events = (size_t)opts.max_object_events,
-		.max_object_bytes = opts.max_object_bytes,
-	};
+		cache = wiv_source_open_cache(&opts, err, sizeof(err));
+	struct wiv_tree_config tcfg =
+	    wiv_source_tree_config(&opts, src, cache, prefix, NULL);
 	if (cache && !(tree = wiv_tree_new(&tcfg)))
 		snprintf(err, sizeof(err), "out of memory");
 	int probe = tree ? wiv_tree_probe(tree) : 0;

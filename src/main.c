@@ -14,7 +14,6 @@
 #include <fuse_lowlevel.h>
 
 #include "wivaudit/cache.h"
-#include "wivaudit/cachedir.h"
 #include "wivaudit/escape.h"
 #include "wivaudit/fuse_ops.h"
 #include "wivaudit/log.h"
@@ -195,29 +194,13 @@ int main(int argc, char **argv)
 	src = open_source(&opts, &prefix, &bucket);
 	if (!src)
 		goto out;
-	/* The default's parents are ours to create (a fresh ~/.cache); a
-	 * cache_dir given by hand must exist up to its last component. */
-	cache = wiv_cache_open(opts.cache_dir,
-			       opts.cache_dir_default ? WIV_CACHEDIR_PARENTS : 0,
-			       opts.cache_size, err, sizeof(err));
+	cache = wiv_source_open_cache(&opts, err, sizeof(err));
 	if (!cache) {
 		fail("%s", err);
 		goto out;
 	}
-	struct wiv_tree_config tcfg = {
-		.source = src,
-		.cache = cache,
-		.prefix = prefix,
-		.bucket = bucket,
-		.layout = opts.layout,
-		.window_s = opts.window,
-		.list_ttl_s = opts.list_ttl,
-		.parallel = opts.parallel,
-		.readahead_days = opts.readahead,
-		.offline = opts.offline,
-		.max_object_events = (size_t)opts.max_object_events,
-		.max_object_bytes = opts.max_object_bytes,
-	};
+	struct wiv_tree_config tcfg =
+	    wiv_source_tree_config(&opts, src, cache, prefix, bucket);
 	tree = wiv_tree_new(&tcfg);
 	if (!tree) {
 		fail("out of memory");

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wivaudit/cachedir.h"
 #include "wivaudit/source_open.h"
 #include "wivaudit/source_spec.h"
 
@@ -43,4 +44,34 @@ struct wiv_source *wiv_source_open(struct wiv_options *o, char **prefix,
 	}
 	wiv_source_spec_free(&spec);
 	return src;
+}
+
+struct wiv_cache *wiv_source_open_cache(const struct wiv_options *o,
+					char *err, size_t errlen)
+{
+	return wiv_cache_open(o->cache_dir,
+			      o->cache_dir_default ? WIV_CACHEDIR_PARENTS : 0,
+			      o->cache_size, err, errlen);
+}
+
+struct wiv_tree_config wiv_source_tree_config(const struct wiv_options *o,
+					      struct wiv_source *src,
+					      struct wiv_cache *cache,
+					      const char *prefix,
+					      const char *bucket)
+{
+	return (struct wiv_tree_config){
+		.source = src,
+		.cache = cache,
+		.prefix = prefix,
+		.bucket = bucket,
+		.layout = o->layout,
+		.window_s = o->window,
+		.list_ttl_s = o->list_ttl,
+		.parallel = o->parallel,
+		.readahead_days = o->readahead,
+		.offline = o->offline,
+		.max_object_events = (size_t)o->max_object_events,
+		.max_object_bytes = o->max_object_bytes,
+	};
 }
