@@ -75,6 +75,16 @@ def daemon_bin():
     return path
 
 
+def cli_bin():
+    """Path of the wivaudit command (WIVAUDIT_CLI, else beside the daemon);
+    fails when it is not an executable."""
+    path = os.environ.get("WIVAUDIT_CLI") or os.path.join(
+        os.path.dirname(daemon_bin()), "wivaudit")
+    if not os.access(path, os.X_OK):
+        pytest.fail("wivaudit CLI not found at %s" % path)
+    return path
+
+
 def run(argv, timeout=60, check=True, **kw):
     """subprocess.run with a bound; returns the CompletedProcess."""
     try:

@@ -12,7 +12,7 @@ import zlib
 
 import pytest
 
-from conftest import assert_tree, compare_tree, daemon_bin, run, walk
+from conftest import assert_tree, cli_bin, compare_tree, run, walk
 
 BUCKET = "cachecli"
 
@@ -22,14 +22,6 @@ HDR = struct.Struct("<8sIIIIQQ32sIII")
 assert HDR.size == 84
 H_N_EVENTS = 16
 H_CRC = 80
-
-
-def cli_bin():
-    path = os.environ.get("WIVAUDIT_CLI") or os.path.join(
-        os.path.dirname(daemon_bin()), "wivaudit")
-    if not os.access(path, os.X_OK):
-        pytest.fail("wivaudit CLI not found at %s" % path)
-    return path
 
 
 def cache_cmd(*args, status=0):

@@ -23,21 +23,13 @@ import time
 import pytest
 
 import refmodel
-from conftest import (ACCESS_KEY, SECRET, assert_tree, daemon_bin, generate,
-                      is_mounted, run, walk)
+from conftest import (ACCESS_KEY, SECRET, assert_tree, cli_bin, daemon_bin,
+                      generate, is_mounted, run, walk)
 
 BUCKET = "cachesafety"
 BIG_BUCKET = "cachesafetybig"
 OTHER_UID = 65533
 MIB = 1 << 20
-
-
-def cli_bin():
-    path = os.environ.get("WIVAUDIT_CLI") or os.path.join(
-        os.path.dirname(daemon_bin()), "wivaudit")
-    if not os.access(path, os.X_OK):
-        pytest.fail("wivaudit CLI not found at %s" % path)
-    return path
 
 
 def cache_cmd(*args, status=0):

@@ -20,7 +20,7 @@ import time
 import pytest
 
 import refmodel
-from conftest import SRC, assert_tree, daemon_bin, generate, run, walk
+from conftest import SRC, assert_tree, cli_bin, generate, run, walk
 
 sys.path.insert(0, os.path.join(SRC, "tests", "s3"))
 from faultproxy import FaultProxy  # noqa: E402
@@ -67,11 +67,6 @@ def mount(mounter, fp, bucket, extra=()):
     opts = ["endpoint=" + fp.endpoint, "retries=1", "timeout=2"] + \
         list(extra)
     return mounter.mount("s3://" + bucket, opts=opts, endpoint=False)
-
-
-def cli_bin():
-    return os.environ.get("WIVAUDIT_CLI") or os.path.join(
-        os.path.dirname(daemon_bin()), "wivaudit")
 
 
 def type_dirs(model):
