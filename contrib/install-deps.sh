@@ -8,7 +8,7 @@ build_packages="meson ninja-build pkg-config gcc libfuse3-dev fuse3
   libcurl4-openssl-dev libssl-dev zlib1g-dev libjansson-dev libexpat1-dev
   jq python3"
 test_packages="python3-pytest python3-botocore awscli attr rsync clang
-  util-linux procps restic"
+  util-linux procps restic gdb"
 
 packages=$build_packages
 [ "${1:-}" = "--tests" ] && packages="$packages $test_packages"

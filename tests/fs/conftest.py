@@ -356,6 +356,7 @@ class Mount:
         except subprocess.TimeoutExpired:
             problems.append("daemon still running %d s after unmount; killed"
                             % EXIT_TIMEOUT)
+            problems.append(thread_stacks(self.proc.pid))
             killed = True
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -377,6 +378,19 @@ class Mount:
             problems.append("daemon stderr (%s):\n%s" % (
                 " ".join(self.argv), err[-6000:]))
         return problems
+
+
+def thread_stacks(pid):
+    """Every thread's stack of a hung process, for the report."""
+    if not shutil.which("gdb"):
+        return "(no gdb: thread stacks not shown)"
+    try:
+        p = subprocess.run(["gdb", "-batch", "-nx", "-p", str(pid),
+                            "-ex", "thread apply all bt"],
+                           capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "(gdb timed out: thread stacks not shown)"
+    return "thread stacks:\n" + p.stdout[-12000:]
 
 
 class Mounter:
