@@ -2,7 +2,7 @@
 
 "Absurdly large" is about one event, not one object: the splitter streams
 an object (gunzip, split, write to the cache) holding one event at a time,
-and refuses an event over 16 MiB (WIV_MAX_EVENT_BYTES in src/fetch.c).
+and refuses an event over 16 MiB (WIV_MAX_EVENT_BYTES in src/tree/fetch.c).
 
 - An object of 2,000 events totalling 200 MB decompressed simply works:
   every event is served whole and the daemon's peak memory (VmHWM) stays

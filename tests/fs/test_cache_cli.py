@@ -16,7 +16,7 @@ from conftest import assert_tree, cli_bin, compare_tree, run, walk
 
 BUCKET = "cachecli"
 
-# The entry format of src/cache.c (version 2), to damage entries past
+# The entry format of src/cache/cache.c (version 2), to damage entries past
 # their checksums: header, texts, index, key.
 HDR = struct.Struct("<8sIIIIQQ32sIII")
 assert HDR.size == 84

@@ -19,7 +19,7 @@
 #include "check.h"
 #include "wivaudit/cachedir.h"
 
-/* Offsets of the on-disk format (see src/cache.c), for damage tests that
+/* Offsets of the on-disk format (see src/cache/cache.c), for damage tests that
  * must get past the checksums to reach a specific check. */
 #define HDR_LEN 84
 #define H_N_EVENTS 16

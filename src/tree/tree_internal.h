@@ -1,5 +1,5 @@
-/* Internal to the tree: the structures shared by src/tree.c (paths,
- * event directories, files) and src/catalog.c (orgs and objects from
+/* Internal to the tree: the structures shared by src/tree/tree.c (paths,
+ * event directories, files) and src/tree/catalog.c (orgs and objects from
  * listings). Everything here is guarded by wiv_tree.lock. */
 #ifndef WIVAUDIT_TREE_INTERNAL_H
 #define WIVAUDIT_TREE_INTERNAL_H
