@@ -14,6 +14,7 @@ build's run of this module does not have to take turns."""
 import ctypes
 import glob
 import os
+import re
 import signal
 import time
 
@@ -25,11 +26,26 @@ from conftest import (ACCESS_KEY, MOUNT_TIMEOUT, SECRET, UNMOUNT_TIMEOUT,
 HELPER = "/sbin/mount.wivaudit"
 BUCKET = "mount8"
 CLONE_NEWNS = 0x00020000
+MNT_DETACH = 2
 
 
 def _check(rc, what):
     if rc != 0:
         pytest.fail("%s: %s" % (what, os.strerror(ctypes.get_errno())))
+
+
+def _let_go_of_fuse_mounts(libc):
+    """The new namespace holds a copy of every mount, other tests' wivaudit
+    mounts included, and while a copy lives, unmounting the original does
+    not end its daemon (the kernel keeps the connection for the copy).
+    Detaches the copies at once; this module's own mounts come later."""
+    with open("/proc/self/mounts") as f:
+        mounts = [line.split() for line in f]
+    for _dev, target, fstype, *_ in reversed(mounts):
+        if fstype == "fuse.wivaudit":
+            target = re.sub(r"\\([0-7]{3})",
+                            lambda m: chr(int(m.group(1), 8)), target)
+            libc.umount2(target.encode(), MNT_DETACH)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +63,7 @@ def helper(tmp_path_factory):
         _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         try:
             run(["mount", "--make-rprivate", "/"])
+            _let_go_of_fuse_mounts(libc)
             sbin = os.path.dirname(os.path.realpath(HELPER))
             # An overlay's upper directory cannot sit on every file system
             # (not on another overlay): a tmpfs always works.
